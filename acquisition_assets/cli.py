@@ -1,0 +1,183 @@
+"""The `acquisition` command: schema upgrades, lead import, the sandbox, the demo and reports."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from acquisition_assets.core.database import AcquisitionDatabase, build_engine, resolve_database_url
+from acquisition_assets.core.migrations import upgrade_schema
+from acquisition_assets.core.schema import acquisition_reports
+from acquisition_assets.intake.importer import import_leads
+from acquisition_assets.intake.mapping import XEDUCATION, MappingError, load_mapping
+from acquisition_assets.intake.sample import write_sample
+
+DEMO_DAGSTER_HOME = Path("data") / "dagster_home"
+DEMO_SAMPLE = Path("data") / "sample_leads.csv"
+
+
+@click.group()
+def main() -> None:
+    """Run and inspect the lead acquisition pipeline."""
+
+
+@main.group()
+def db() -> None:
+    """Manage the acquisition database schema."""
+
+
+@db.command("upgrade")
+@click.option(
+    "--url",
+    default=None,
+    help="Database URL; default: ACQUISITION_DATABASE_URL or data/acquisition.db.",
+)
+def db_upgrade(url: str | None) -> None:
+    """Apply pending schema migrations."""
+    engine = build_engine(url)
+    revision = upgrade_schema(engine)
+    click.echo(
+        f"database {engine.url.render_as_string(hide_password=True)} is at revision {revision}"
+    )
+
+
+@main.command("import-leads")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--mapping",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML column mapping for a layout other than the X Education export.",
+)
+@click.option(
+    "--url",
+    default=None,
+    help="Database URL; default: ACQUISITION_DATABASE_URL or data/acquisition.db.",
+)
+def import_leads_command(file: Path, mapping: Path | None, url: str | None) -> None:
+    """Load a CSV lead export into the intake table; bad rows are recorded as rejections."""
+    try:
+        column_mapping = load_mapping(mapping) if mapping else XEDUCATION
+        summary = import_leads(AcquisitionDatabase(url=url), file, column_mapping)
+    except MappingError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(json.dumps(summary.as_dict(), indent=2))
+
+
+@main.command("sample-leads")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rows", default=500, show_default=True, help="Number of valid leads to write.")
+@click.option("--seed", default=7, show_default=True, help="Random seed, for a reproducible file.")
+def sample_leads(file: Path, rows: int, seed: int) -> None:
+    """Write a generated lead export in the X Education layout."""
+    click.echo(str(write_sample(file, rows=rows, seed=seed)))
+
+
+@main.command("sandbox")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Loopback address to serve on."
+)
+@click.option(
+    "--email-port",
+    default=8025,
+    show_default=True,
+    help="Port of the email API (0: any free port).",
+)
+@click.option(
+    "--crm-port", default=8026, show_default=True, help="Port of the CRM API (0: any free port)."
+)
+@click.option(
+    "--seed", default=0, show_default=True, help="Seed of the simulated engagement and faults."
+)
+@click.option(
+    "--ports-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the base URLs as JSON to this file once both servers listen.",
+)
+def sandbox(host: str, email_port: int, crm_port: int, seed: int, ports_file: Path | None) -> None:
+    """Serve the sandbox email provider and CRM on loopback until interrupted."""
+    from acquisition_assets.sandbox.server import serve
+
+    serve(host=host, email_port=email_port, crm_port=crm_port, seed=seed, ports_file=ports_file)
+
+
+@main.command("report")
+@click.option(
+    "--url",
+    default=None,
+    help="Database URL; default: ACQUISITION_DATABASE_URL or data/acquisition.db.",
+)
+def report(url: str | None) -> None:
+    """Print the newest acquisition report."""
+    database = AcquisitionDatabase(url=url)
+    with database.connect() as connection:
+        markdown = connection.execute(
+            select(acquisition_reports.c.markdown)
+            .order_by(acquisition_reports.c.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    if markdown is None:
+        raise click.ClickException("no report yet; materialize the assets first (make demo)")
+    click.echo(markdown)
+
+
+@main.command("demo")
+@click.option(
+    "--leads",
+    "leads_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Lead export to run on; default: a generated sample.",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML column mapping for a layout other than the X Education export.",
+)
+def demo(leads_file: Path | None, mapping: Path | None) -> None:
+    """Start the sandbox, import leads, materialize every asset and print the report."""
+    from acquisition_assets.sandbox.process import start_sandbox
+
+    if leads_file is None:
+        leads_file = write_sample(DEMO_SAMPLE)
+        click.echo(f"generated sample leads in {leads_file}")
+    url = resolve_database_url()
+    click.echo(
+        f"database: {AcquisitionDatabase(url=url).engine.url.render_as_string(hide_password=True)}"
+    )
+    with start_sandbox() as sandbox_process:
+        click.echo(f"sandbox email API {sandbox_process.email_url}, CRM {sandbox_process.crm_url}")
+        ctx = click.get_current_context()
+        ctx.invoke(import_leads_command, file=leads_file, mapping=mapping, url=url)
+        environment = {
+            **os.environ,
+            "ACQUISITION_DATABASE_URL": url,
+            "ACQUISITION_EMAIL_API_URL": sandbox_process.email_url,
+            "ACQUISITION_EMAIL_API_TOKEN": sandbox_process.email_token,
+            "ACQUISITION_CRM_API_URL": sandbox_process.crm_url,
+            "ACQUISITION_CRM_API_TOKEN": sandbox_process.crm_token,
+            "DAGSTER_HOME": str(DEMO_DAGSTER_HOME.resolve()),
+        }
+        DEMO_DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(Path(sys.executable).with_name("dagster")),
+            "asset",
+            "materialize",
+            "-m",
+            "acquisition_assets.definitions",
+            "--select",
+            "*",
+        ]
+        click.echo("materializing every asset: " + " ".join(command[1:]))
+        finished = subprocess.run(command, env=environment, check=False)
+        if finished.returncode != 0:
+            raise click.ClickException(
+                f"dagster asset materialize failed with exit code {finished.returncode}"
+            )
+    ctx.invoke(report, url=url)

@@ -1,0 +1,1 @@
+"""Shared plumbing: database, HTTP clients, circuit breaker and query cache."""

@@ -1,0 +1,58 @@
+"""Fields and wiring shared by the resources that hold an external API's client settings."""
+
+import dagster as dg
+from pydantic import Field
+
+from acquisition_assets.core.breaker import CircuitBreaker
+from acquisition_assets.core.database import AcquisitionDatabase
+from acquisition_assets.core.http import RetryPolicy
+from acquisition_assets.settings import PipelineSettings
+
+
+class ApiResource(dg.ConfigurableResource):
+    """Timeouts, retries and breaker thresholds of one external API."""
+
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Connect and read timeout of each request (seconds)."
+    )
+    max_attempts: int = Field(
+        default=4, ge=1, description="Attempts per request, the first one included (attempts)."
+    )
+    backoff_base_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="First retry delay before jitter; doubles per attempt (seconds).",
+    )
+    retry_after_cap_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Longest Retry-After honoured in place; a longer one defers the work (seconds)."
+        ),
+    )
+    failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failures that open the circuit breaker (failures).",
+    )
+    recovery_timeout_seconds: float = Field(
+        default=60.0, ge=0, description="Time an open breaker waits before one probe (seconds)."
+    )
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_base_seconds=self.backoff_base_seconds,
+            retry_after_cap_seconds=self.retry_after_cap_seconds,
+        )
+
+    def breaker(
+        self, name: str, database: AcquisitionDatabase, settings: PipelineSettings
+    ) -> CircuitBreaker:
+        return CircuitBreaker(
+            name,
+            database.engine,
+            failure_threshold=self.failure_threshold,
+            recovery_timeout=self.recovery_timeout_seconds,
+            enabled=settings.enable_circuit_breaker,
+        )

@@ -1,0 +1,1 @@
+"""CRM client and contact sync."""

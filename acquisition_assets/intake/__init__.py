@@ -1,0 +1,1 @@
+"""Lead intake: CSV import, validation and the new_leads asset."""

@@ -1,0 +1,1 @@
+"""Nurturing sequences, email sends and engagement tracking."""

@@ -1,0 +1,1 @@
+"""Referral invites and referral sign-ups."""

@@ -1,0 +1,1 @@
+"""Funnel report and run performance figures."""

@@ -1,0 +1,1 @@
+"""Lead scoring model, scores and segments."""
