@@ -1,12 +1,19 @@
 """Fields and wiring shared by the resources that hold an external API's client settings."""
 
+from collections.abc import Callable
+
 import dagster as dg
 from pydantic import Field
 
 from acquisition_assets.core.breaker import CircuitBreaker
+from acquisition_assets.core.clock import wall_seconds
 from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.core.http import RetryPolicy
 from acquisition_assets.settings import PipelineSettings
+
+# Added to the longest time one request can take (connect plus read timeout) before another
+# process may take over a probe whose outcome was never recorded (seconds).
+PROBE_MARGIN_SECONDS = 5.0
 
 
 class ApiResource(dg.ConfigurableResource):
@@ -39,6 +46,14 @@ class ApiResource(dg.ConfigurableResource):
         default=60.0, ge=0, description="Time an open breaker waits before one probe (seconds)."
     )
 
+    def clock(self) -> Callable[[], float]:
+        """Return the breaker's time source in epoch seconds.
+
+        Dagster rebuilds resources from their fields, so a test moves time by overriding
+        this method in a subclass rather than by setting an attribute.
+        """
+        return wall_seconds
+
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
             max_attempts=self.max_attempts,
@@ -54,5 +69,7 @@ class ApiResource(dg.ConfigurableResource):
             database.engine,
             failure_threshold=self.failure_threshold,
             recovery_timeout=self.recovery_timeout_seconds,
+            clock=self.clock(),
             enabled=settings.enable_circuit_breaker,
+            probe_timeout=2 * self.timeout_seconds + PROBE_MARGIN_SECONDS,
         )

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 # Statuses that mean the service is unhealthy or busy; every other 4xx means a bad request.
 TRANSIENT_CLIENT_STATUSES = frozenset({408, 429})
+# 429 (RFC 6585, section 4) and 503 (RFC 9110, section 15.6.4) say the server did not handle
+# the request, so even a request that is not idempotent may be sent again, and their
+# Retry-After is honoured. Other statuses may come after the request took effect.
+UNPROCESSED_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,13 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(moment.timestamp() - time.time(), 0.0)
 
 
+def was_not_processed(error: ApiError) -> bool:
+    """Return whether the service certainly did not act on the request that raised `error`."""
+    if isinstance(error, ApiTransportError):
+        return _never_sent(error.__cause__)
+    return isinstance(error, ApiServerError) and error.status in UNPROCESSED_STATUSES
+
+
 def _never_sent(error: BaseException | None) -> bool:
     """Return whether a transport error happened before any byte of the request left."""
     if isinstance(error, requests.exceptions.ConnectTimeout):
@@ -86,9 +97,10 @@ class JsonApiClient:
     """Sends JSON requests to one base URL through a pooled session and a circuit breaker.
 
     A request is retried with backoff and jitter on 5xx, 408, 429, timeouts and connection
-    errors only when the caller marks it idempotent. A connection that was never established
-    is retried in any case, because the service cannot have seen the request. A Retry-After
-    above the cap raises RetryLaterError instead of holding the worker.
+    errors only when the caller marks it idempotent. A request the service certainly did not
+    act on (no connection was made, or a 429 or 503 answer) is retried in any case. The
+    Retry-After of a 429 or 503 replaces the backoff; one above the cap raises
+    RetryLaterError instead of holding the worker.
     """
 
     def __init__(
@@ -138,8 +150,13 @@ class JsonApiClient:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         ok_statuses: frozenset[int] = frozenset({200, 201, 202, 204, 207}),
+        before_retry: Callable[[], None] | None = None,
     ) -> requests.Response:
-        """Send one request, retrying where safe, and return the response."""
+        """Send one request, retrying where safe, and return the response.
+
+        `before_retry` runs after each backoff wait and before the request is sent again;
+        an exception it raises ends the request without sending it.
+        """
         attempt = 1
         while True:
             try:
@@ -165,23 +182,30 @@ class JsonApiClient:
                 delay,
             )
             self._sleep(delay)
+            if before_retry is not None:
+                before_retry()
             attempt += 1
 
     def _retry_delay(self, error: ApiError, attempt: int, idempotent: bool) -> float | None:
-        if not error.transient or attempt >= self.retry_policy.max_attempts:
+        """Return the wait before the next attempt, or None when the error must be raised."""
+        if not error.transient:
             return None
-        never_sent = isinstance(error, ApiTransportError) and _never_sent(error.__cause__)
-        rejected_unprocessed = isinstance(error, ApiServerError) and error.status in (429, 503)
-        if not (idempotent or never_sent or rejected_unprocessed):
+        unprocessed = was_not_processed(error)
+        if not (idempotent or unprocessed):
             return None
-        retry_after = getattr(error, "retry_after", None)
+        retry_after = None
+        if isinstance(error, ApiServerError) and error.status in UNPROCESSED_STATUSES:
+            retry_after = error.retry_after
+        cap = self.retry_policy.retry_after_cap_seconds
+        if retry_after is not None and retry_after > cap:
+            raise RetryLaterError(
+                f"{self.name} asked to retry after {retry_after:.0f} s, more than the "
+                f"{cap:.0f} s cap; deferring the work",
+                retry_after=retry_after,
+            ) from error
+        if attempt >= self.retry_policy.max_attempts:
+            return None
         if retry_after is not None:
-            if retry_after > self.retry_policy.retry_after_cap_seconds:
-                raise RetryLaterError(
-                    f"{self.name} asked to retry after {retry_after:.0f} s, more than the "
-                    f"{self.retry_policy.retry_after_cap_seconds:.0f} s cap; deferring the work",
-                    retry_after=retry_after,
-                ) from error
             return retry_after
         return self.retry_policy.backoff(attempt, self._rng)
 

@@ -55,7 +55,7 @@ class StepRecorder:
         with self.database.begin() as connection:
             connection.execute(
                 step_metrics.insert().values(
-                    run_id=self.context.run_id,
+                    run_id=self.context.run.run_id,
                     asset_key=asset_key,
                     started_at=self._started_at,
                     duration_seconds=duration,

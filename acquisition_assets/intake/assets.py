@@ -44,9 +44,9 @@ def _existing_leads(connection: Connection, emails: set[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for chunk in chunked(sorted(emails), 500):
         found.update(
-            connection.execute(select(leads.c.email, leads.c.id).where(leads.c.email.in_(chunk)))
-            .tuples()
-            .all()
+            connection.execute(
+                select(leads.c.email, leads.c.id).where(leads.c.email.in_(chunk))
+            ).all()
         )
     return found
 
@@ -57,16 +57,38 @@ def _referrers(connection: Connection, codes: set[str]) -> dict[str, int]:
     return dict(
         connection.execute(
             select(leads.c.referral_code, leads.c.id).where(leads.c.referral_code.in_(codes))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
 
 
+def normalize_addresses(intake_rows: list[Any]) -> dict[str, str | InvalidValue]:
+    """Normalize each distinct intake address once, keeping the error of an invalid one.
+
+    Existing leads are looked up by these forms, the same that build_leads stores, because
+    a form that differs only in Unicode normalization would otherwise miss its lead and
+    break the unique address of leads.
+    """
+    addresses: dict[str, str | InvalidValue] = {}
+    for row in intake_rows:
+        if row.email and row.email not in addresses:
+            try:
+                addresses[row.email] = normalize_email(row.email)
+            except InvalidValue as error:
+                addresses[row.email] = error
+    return addresses
+
+
 def build_leads(
-    intake_rows: list[Any], existing: dict[str, int], referrers: dict[str, int]
+    intake_rows: list[Any],
+    addresses: dict[str, str | InvalidValue],
+    existing: dict[str, int],
+    referrers: dict[str, int],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split intake rows into new lead rows and rejections, each rejection with its reason."""
+    """Split intake rows into new lead rows and rejections, each rejection with its reason.
+
+    `addresses` is normalize_addresses(intake_rows) and `existing` maps the addresses of
+    stored leads to their ids.
+    """
     now = utcnow()
     new_rows: list[dict[str, Any]] = []
     rejections: list[dict[str, Any]] = []
@@ -77,10 +99,9 @@ def build_leads(
                 _rejection(intake, "missing_field", "the intake row has no email", now)
             )
             continue
-        try:
-            email = normalize_email(intake.email)
-        except InvalidValue as error:
-            rejections.append(_rejection(intake, error.code, str(error), now))
+        email = addresses[intake.email]
+        if isinstance(email, InvalidValue):
+            rejections.append(_rejection(intake, email.code, str(email), now))
             continue
         if email in existing:
             rejections.append(
@@ -142,10 +163,13 @@ def new_leads(
             .order_by(lead_intake.c.id)
             .limit(settings.max_leads_per_run)
         ).all()
-        emails = {row.email.strip().lower() for row in intake_rows if row.email}
-        existing = _existing_leads(connection, emails)
+        addresses = normalize_addresses(intake_rows)
+        valid = {email for email in addresses.values() if isinstance(email, str)}
+        existing = _existing_leads(connection, valid)
         codes = {row.referral_code for row in intake_rows if row.referral_code}
-        new_rows, rejections = build_leads(intake_rows, existing, _referrers(connection, codes))
+        new_rows, rejections = build_leads(
+            intake_rows, addresses, existing, _referrers(connection, codes)
+        )
         for chunk in chunked(new_rows, 1_000):
             insert_ignore(connection, leads, chunk, ["intake_id"])
         insert_ignore(connection, lead_rejections, rejections, ["rejection_key"])

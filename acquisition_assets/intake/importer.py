@@ -1,16 +1,18 @@
 """Loads CSV lead exports into the intake table, recording every bad row as a rejection."""
 
+import csv
 import hashlib
 import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Column, Connection, select
 
 from acquisition_assets.core.clock import utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
@@ -22,6 +24,7 @@ from acquisition_assets.intake.validation import (
     MAX_TIME_ON_SITE_SECONDS,
     MAX_TOTAL_VISITS,
     InvalidValue,
+    check_length,
     normalize_email,
     parse_bool,
     parse_count,
@@ -35,11 +38,17 @@ TEXT_FIELDS = (
     "first_name", "last_name", "lead_source", "lead_origin", "last_activity", "country",
     "city", "occupation", "specialization", "tags", "lead_quality", "referral_code",
 )  # fmt: skip
+# Key of a malformed row's raw record that holds the fields past the last header.
+EXTRA_FIELDS_KEY = "_extra_fields"
 
 
 @dataclass
 class ImportSummary:
-    """What one import did with the rows of a file."""
+    """Counts of what one import did with the rows of a file.
+
+    Every row read is counted once, as inserted, already imported or rejected.
+    `rejected_before` counts the rejected rows whose rejection was already on record.
+    """
 
     rows_read: int = 0
     inserted: int = 0
@@ -59,27 +68,81 @@ class ImportSummary:
         }
 
 
+@dataclass(frozen=True)
+class CsvRecord:
+    """One record of a CSV file and the line of the file where it starts."""
+
+    line: int
+    fields: list[str]
+
+
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def _read_chunks(path: Path, mapping: ColumnMapping) -> Iterator[pd.DataFrame]:
+def _read_records(path: Path) -> Iterator[CsvRecord]:
+    """Yield every non-blank record of the file, the header first.
+
+    Raises MappingError when the file is not UTF-8 text or not parseable as CSV.
+    """
+    name = str(path)
+    line = 1
     try:
-        reader = pd.read_csv(
-            path, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS, encoding="utf-8-sig"
+        # utf-8-sig drops the byte order mark that Excel writes before the header. Strict
+        # parsing raises on a quote left open, which would otherwise swallow the rows after it.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            for fields in reader:
+                if fields:  # the csv module returns [] for a blank line
+                    yield CsvRecord(line, fields)
+                line = reader.line_num + 1
+    except UnicodeDecodeError as error:
+        raise MappingError(
+            f"lead file {name!r} is not UTF-8 text: line {_first_undecodable_line(path)} "
+            f"has an invalid byte ({error.reason}); save the file as CSV with UTF-8 encoding"
+        ) from error
+    except csv.Error as error:
+        raise MappingError(
+            f"lead file {name!r} is not valid CSV at line {line}: {error}; "
+            "check that every quoted field is closed"
+        ) from error
+    except OSError as error:
+        raise MappingError(f"cannot read lead file {name!r}: {error}") from error
+
+
+def _first_undecodable_line(path: Path) -> int:
+    """Return the number of the first line that is not valid UTF-8, or 0 if there is none.
+
+    The text reader decodes blocks of several lines, so its error does not tell the line.
+    """
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def _read_headers(path: Path, header: CsvRecord | None, mapping: ColumnMapping) -> list[str]:
+    """Return the stripped header names, or raise MappingError if a mapped column is missing."""
+    if header is None:
+        raise MappingError(f"lead file {str(path)!r} is empty; expected a CSV header row")
+    headers = [name.strip() for name in header.fields]
+    repeated = sorted(name for name, count in Counter(headers).items() if count > 1)
+    if repeated:
+        raise MappingError(
+            f"lead file {str(path)!r} has the columns {repeated} more than once; "
+            "rename or remove the copies"
         )
-        yield from reader
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise MappingError(f"cannot read CSV file {str(path)!r}: {error}") from error
-
-
-def _check_headers(path: Path, headers: list[str], mapping: ColumnMapping) -> None:
     missing = sorted(set(mapping.columns.values()) - set(headers))
     if missing:
         raise MappingError(
-            f"CSV file {str(path)!r} lacks the columns {missing} that the "
-            f"{mapping.source!r} mapping expects; pass a column mapping file with --mapping"
+            f"lead file {str(path)!r} is missing the columns {missing} that the "
+            f"{mapping.source!r} mapping expects; fix the header row or pass a column "
+            "mapping file with --mapping"
         )
+    return headers
 
 
 def _clean(value: Any, mapping: ColumnMapping) -> str | None:
@@ -91,6 +154,10 @@ def _clean(value: Any, mapping: ColumnMapping) -> str | None:
 
 def parse_row(raw: dict[str, str], mapping: ColumnMapping) -> dict[str, Any]:
     """Turn one CSV row into intake fields, or raise InvalidValue naming the first bad field."""
+    for column, value in raw.items():
+        # PostgreSQL text cannot store NUL, and no export writes one on purpose.
+        if "\x00" in str(value):
+            raise InvalidValue("malformed_row", f"column {column!r} contains a NUL character")
     values = {name: _clean(raw.get(column), mapping) for name, column in mapping.columns.items()}
     for name in mapping.required:
         if not values.get(name):
@@ -107,7 +174,7 @@ def parse_row(raw: dict[str, str], mapping: ColumnMapping) -> dict[str, Any]:
     email_opt_in = parse_bool("email_opt_in", values.get("email_opt_in"))
     call_opt_in = parse_bool("call_opt_in", values.get("call_opt_in"))
     row = {
-        "external_id": values.get("external_id"),
+        "external_id": _fit("external_id", values.get("external_id")),
         "email": normalize_email(email),
         "email_opt_in": email_opt_in if email_opt_in is not None else _negate(do_not_email),
         "call_opt_in": call_opt_in if call_opt_in is not None else _negate(do_not_call),
@@ -121,13 +188,22 @@ def parse_row(raw: dict[str, str], mapping: ColumnMapping) -> dict[str, Any]:
         ),
     }
     for name in TEXT_FIELDS:
-        row[name] = values.get(name)
+        row[name] = _fit(name, values.get(name))
     mapped_columns = set(mapping.columns.values())
     row["attributes"] = json.dumps(
         {k: v for k, v in raw.items() if k not in mapped_columns and _clean(v, mapping)},
         sort_keys=True,
     )
     return row
+
+
+def _fit(name: str, value: str | None) -> str | None:
+    """Return the value, or raise InvalidValue if it is longer than its lead_intake column.
+
+    PostgreSQL rejects an over-long value for the whole statement, so one such row would
+    otherwise fail its chunk.
+    """
+    return check_length(name, value, lead_intake.c[name].type.length)
 
 
 def _negate(value: bool | None) -> bool | None:
@@ -139,22 +215,24 @@ def import_leads(
 ) -> ImportSummary:
     """Load a CSV export into lead_intake in chunks; bad rows go to lead_rejections.
 
-    Each chunk is one transaction. A row's key is its source and external id (or its content
-    when it has no id), so importing a file again adds nothing. A second row with a known id
-    but different content is rejected as a conflicting duplicate, not silently dropped.
+    The whole file is read once before anything is written, so a file that cannot be
+    decoded or parsed raises MappingError and imports nothing. Each chunk is then one
+    transaction. A row's key is its source and external id (or its content when it has no
+    id), so importing a file again adds nothing. A second row with a known id but different
+    content is rejected as a conflicting duplicate, not silently dropped.
     """
     path = Path(path)
     if not path.is_file():
         raise MappingError(f"lead file {str(path)!r} not found")
+    for _ in _read_records(path):
+        pass
+
+    records = _read_records(path)
+    headers = _read_headers(path, next(records, None), mapping)
     summary = ImportSummary()
-    first_row = 2  # the header is line 1
-    for chunk in _read_chunks(path, mapping):
-        if summary.rows_read == 0:
-            _check_headers(path, list(chunk.columns), mapping)
-        records = chunk.to_dict("records")
-        _import_chunk(database, path.name, first_row, records, mapping, summary)
-        first_row += len(records)
-        summary.rows_read += len(records)
+    while chunk := list(islice(records, CHUNK_ROWS)):
+        _import_chunk(database, path.name, headers, chunk, mapping, summary)
+        summary.rows_read += len(chunk)
     logger.info(
         "imported %s: %d rows read, %d inserted, %d already imported, %d rejected",
         path.name,
@@ -166,30 +244,42 @@ def import_leads(
     return summary
 
 
+def _raw_row(headers: list[str], record: CsvRecord) -> dict[str, Any]:
+    raw: dict[str, Any] = dict(zip(headers, record.fields, strict=False))
+    if len(record.fields) > len(headers):
+        raw[EXTRA_FIELDS_KEY] = record.fields[len(headers) :]
+    return raw
+
+
 def _import_chunk(
     database: AcquisitionDatabase,
     file_name: str,
-    first_row: int,
-    records: list[dict[str, str]],
+    headers: list[str],
+    records: list[CsvRecord],
     mapping: ColumnMapping,
     summary: ImportSummary,
 ) -> None:
     now = utcnow()
     intake_rows: list[dict[str, Any]] = []
+    raw_rows: dict[int, dict[str, Any]] = {}
     rejections: list[dict[str, Any]] = []
-    for offset, raw in enumerate(records):
-        row_number = first_row + offset
+    for record in records:
+        raw = _raw_row(headers, record)
         content_hash = _digest(*(f"{k}={v}" for k, v in sorted(raw.items())))
         try:
+            if len(record.fields) != len(headers):
+                raise InvalidValue(
+                    "malformed_row",
+                    f"the row has {len(record.fields)} fields but the header has {len(headers)}",
+                )
             row = parse_row(raw, mapping)
         except InvalidValue as error:
             rejections.append(
-                _rejection(
-                    mapping, file_name, row_number, raw, content_hash, error.code, str(error), now
-                )
+                _rejection(mapping, file_name, record.line, raw, content_hash, error, now)
             )
             continue
         identity = row["external_id"] or content_hash
+        raw_rows[record.line] = raw
         intake_rows.append(
             {
                 **row,
@@ -197,7 +287,7 @@ def _import_chunk(
                 "content_hash": content_hash,
                 "source": mapping.source,
                 "source_file": file_name,
-                "source_row": row_number,
+                "source_row": record.line,
                 "received_at": now,
             }
         )
@@ -209,16 +299,14 @@ def _import_chunk(
             if id(row) in inserted:
                 summary.inserted += 1
             elif id(row) in conflicts:
+                error = InvalidValue(
+                    "duplicate_external_id",
+                    f"external id {row['external_id']!r} was imported before with other values",
+                )
+                raw = raw_rows[row["source_row"]]
                 rejections.append(
                     _rejection(
-                        mapping,
-                        file_name,
-                        row["source_row"],
-                        records[row["source_row"] - first_row],
-                        row["content_hash"],
-                        "duplicate_external_id",
-                        f"external id {row['external_id']!r} was imported before with other values",
-                        now,
+                        mapping, file_name, row["source_row"], raw, row["content_hash"], error, now
                     )
                 )
             else:
@@ -243,6 +331,8 @@ def _insert_intake(connection: Connection, rows: list[dict[str, Any]]) -> set[in
     for row in rows:
         if row["intake_key"] not in existing and row["intake_key"] not in fresh:
             fresh[row["intake_key"]] = row
+    # NOTE: an import running at the same time may insert a key between the select above
+    # and this insert. The row is then skipped but still counted as inserted here.
     insert_ignore(connection, lead_intake, list(fresh.values()), ["intake_key"])
     return {id(row) for row in fresh.values()}
 
@@ -267,24 +357,33 @@ def _conflicting_duplicates(
 def _rejection(
     mapping: ColumnMapping,
     file_name: str,
-    row_number: int,
-    raw: dict[str, str],
+    line: int,
+    raw: dict[str, Any],
     content_hash: str,
-    code: str,
-    reason: str,
-    now: Any,
+    error: InvalidValue,
+    now: datetime,
 ) -> dict[str, Any]:
     external_column = mapping.column_for("external_id")
     email_column = mapping.column_for("email")
     return {
-        "rejection_key": _digest("import", mapping.source, content_hash, code),
+        "rejection_key": _digest("import", mapping.source, content_hash, error.code),
         "stage": "import",
         "source_file": file_name,
-        "source_row": row_number,
-        "external_id": (raw.get(external_column) or None) if external_column else None,
-        "email": (raw.get(email_column) or None) if email_column else None,
-        "reason_code": code,
-        "reason": reason,
+        "source_row": line,
+        "external_id": _truncate(raw.get(external_column), lead_rejections.c.external_id),
+        "email": _truncate(raw.get(email_column), lead_rejections.c.email),
+        "reason_code": error.code,
+        "reason": str(error),
         "raw": json.dumps(raw, sort_keys=True),
         "rejected_at": now,
     }
+
+
+def _truncate(value: Any, column: Column) -> str | None:
+    """Fit a value copied from a bad row into its rejection column, which must not fail.
+
+    The full value stays in the rejection's `raw` JSON.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip().replace("\x00", "")[: column.type.length]

@@ -1,9 +1,13 @@
 """Column mappings from a CSV export's layout to the intake table's fields."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from acquisition_assets.core.schema import lead_intake
+from acquisition_assets.intake.validation import InvalidValue, normalize_email
 
 # Intake fields a mapping may fill. Columns mapped to none of them are kept in `attributes`.
 INTAKE_FIELDS = (
@@ -31,9 +35,20 @@ INTAKE_FIELDS = (
     "referral_code",
 )
 
+# Keys a mapping file may contain.
+MAPPING_KEYS = ("source", "columns", "placeholder_email_domain", "required", "null_values")
+
+# The second-level names that RFC 2606 reserves for examples. Mail to them cannot reach a
+# real inbox. The reserved top-level names (.invalid, .test) fail address validation.
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+
+MAX_SOURCE_LENGTH = lead_intake.c.source.type.length
+
+DEFAULT_NULL_VALUES = frozenset({"", "select", "nan", "null", "n/a"})
+
 
 class MappingError(ValueError):
-    """A column mapping file is invalid."""
+    """A lead file or its column mapping cannot be used; the message says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +57,12 @@ class ColumnMapping:
 
     source: str
     columns: dict[str, str]
-    # Values that mean 'nothing chosen', such as the 'Select' of a web form's dropdown.
-    null_values: frozenset[str] = frozenset({"", "select", "nan", "null", "n/a"})
-    # When the export carries no addresses, each lead gets <external id>@<this domain>.
+    # Lower-cased values that mean 'nothing chosen', such as the 'Select' of a web form's
+    # dropdown.
+    null_values: frozenset[str] = DEFAULT_NULL_VALUES
+    # When a row has no address, it gets <external id>@<this domain>.
     placeholder_email_domain: str | None = None
     required: tuple[str, ...] = ("external_id",)
-    extra: dict[str, str] = field(default_factory=dict)
 
     def column_for(self, intake_field: str) -> str | None:
         return self.columns.get(intake_field)
@@ -79,40 +94,137 @@ XEDUCATION = ColumnMapping(
 )
 
 
+def is_reserved_domain(domain: str) -> bool:
+    """Return whether `domain` is one of RESERVED_DOMAINS or a subdomain of one."""
+    name = domain.strip().lower()
+    return any(name == reserved or name.endswith("." + reserved) for reserved in RESERVED_DOMAINS)
+
+
 def load_mapping(path: str | Path) -> ColumnMapping:
-    """Read a YAML mapping file: `source`, `columns` (field: CSV header) and options."""
+    """Read and check a YAML mapping file, raising MappingError on the first problem.
+
+    The file contains `source` (a name for the layout), `columns` (intake field: CSV
+    header) and optionally `placeholder_email_domain`, `required` (fields a row must
+    fill, by default external_id if mapped, else email) and `null_values`.
+    """
     path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise MappingError(f"column mapping file {name!r} not found")
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise MappingError(f"cannot read column mapping {str(path)!r}: {error}") from error
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise MappingError(f"cannot read column mapping {name!r}: {error}") from error
     if not isinstance(document, dict):
-        raise MappingError(f"column mapping {str(path)!r} must be a YAML mapping")
+        raise MappingError(
+            f"column mapping {name!r} must be a YAML mapping with 'source' and 'columns' keys"
+        )
 
-    source = document.get("source")
-    columns = document.get("columns")
+    unknown_keys = sorted(str(key) for key in set(document) - set(MAPPING_KEYS))
+    if unknown_keys:
+        raise MappingError(
+            f"column mapping {name!r} has unknown keys {unknown_keys}; "
+            f"valid keys: {', '.join(MAPPING_KEYS)}"
+        )
+    columns = _columns(name, document.get("columns"))
+    placeholder = _placeholder_domain(name, document.get("placeholder_email_domain"), columns)
+    return ColumnMapping(
+        source=_source(name, document.get("source")),
+        columns=columns,
+        null_values=_null_values(name, document.get("null_values")),
+        placeholder_email_domain=placeholder,
+        required=_required(name, document.get("required"), columns),
+    )
+
+
+def _source(name: str, source: Any) -> str:
     if not isinstance(source, str) or not source.strip():
-        raise MappingError(f"column mapping {str(path)!r} needs a non-empty 'source' name")
+        raise MappingError(f"column mapping {name!r} needs a non-empty 'source' name")
+    if len(source.strip()) > MAX_SOURCE_LENGTH:
+        raise MappingError(
+            f"column mapping {name!r} has a 'source' longer than {MAX_SOURCE_LENGTH} characters"
+        )
+    return source.strip()
+
+
+def _columns(name: str, columns: Any) -> dict[str, str]:
     if not isinstance(columns, dict) or not columns:
-        raise MappingError(f"column mapping {str(path)!r} needs a 'columns' mapping")
-    unknown = sorted(set(columns) - set(INTAKE_FIELDS))
+        raise MappingError(
+            f"column mapping {name!r} needs a 'columns' mapping of intake field to CSV header"
+        )
+    unknown = sorted(str(field) for field in set(columns) - set(INTAKE_FIELDS))
     if unknown:
         raise MappingError(
-            f"column mapping {str(path)!r} names unknown fields {unknown}; "
+            f"column mapping {name!r} names unknown fields {unknown}; "
             f"valid fields: {', '.join(INTAKE_FIELDS)}"
         )
-    placeholder = document.get("placeholder_email_domain")
-    if "email" not in columns and not placeholder:
+    blank = sorted(
+        field
+        for field, header in columns.items()
+        if not isinstance(header, str) or not header.strip()
+    )
+    if blank:
         raise MappingError(
-            f"column mapping {str(path)!r} maps no 'email' column; map one or set "
-            "'placeholder_email_domain' to a reserved domain such as leads.example.com"
+            f"column mapping {name!r} gives no CSV header for the fields {blank}; "
+            "write the header text after each field, or remove the field"
         )
-    required = tuple(
-        document.get("required", ["external_id"] if "external_id" in columns else ["email"])
-    )
-    return ColumnMapping(
-        source=source.strip(),
-        columns={str(k): str(v) for k, v in columns.items()},
-        placeholder_email_domain=placeholder,
-        required=required,
-    )
+    return {field: header.strip() for field, header in columns.items()}
+
+
+def _placeholder_domain(name: str, domain: Any, columns: dict[str, str]) -> str | None:
+    if domain is None:
+        if "email" not in columns:
+            raise MappingError(
+                f"column mapping {name!r} maps no 'email' column; map one or set "
+                "'placeholder_email_domain' to a reserved domain such as leads.example.com"
+            )
+        return None
+    if not isinstance(domain, str) or not is_reserved_domain(domain):
+        # A placeholder under a real domain could send mail to a stranger's inbox.
+        raise MappingError(
+            f"column mapping {name!r} has the placeholder_email_domain {domain!r}, which is not "
+            f"reserved; use {' or '.join(RESERVED_DOMAINS)} or a subdomain of one"
+        )
+    try:
+        normalize_email(f"placeholder@{domain.strip()}")
+    except InvalidValue as error:
+        raise MappingError(
+            f"column mapping {name!r} has the placeholder_email_domain {domain!r}, which is not "
+            f"a valid domain: {error}"
+        ) from error
+    if "external_id" not in columns:
+        raise MappingError(
+            f"column mapping {name!r} sets 'placeholder_email_domain' but maps no 'external_id' "
+            "column to build the placeholder addresses from; map one"
+        )
+    return domain.strip().lower()
+
+
+def _required(name: str, required: Any, columns: dict[str, str]) -> tuple[str, ...]:
+    if required is None:
+        return ("external_id",) if "external_id" in columns else ("email",)
+    if not isinstance(required, list) or not all(isinstance(field, str) for field in required):
+        raise MappingError(
+            f"column mapping {name!r} has 'required: {required!r}'; write a list of "
+            "intake fields such as [external_id, email]"
+        )
+    unmapped = sorted(set(required) - set(columns))
+    if unmapped:
+        # Rows cannot fill a field that no column feeds, so every row would be rejected.
+        raise MappingError(
+            f"column mapping {name!r} requires the fields {unmapped}, which 'columns' does "
+            "not map; map them or remove them from 'required'"
+        )
+    return tuple(required)
+
+
+def _null_values(name: str, values: Any) -> frozenset[str]:
+    if values is None:
+        return DEFAULT_NULL_VALUES
+    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+        raise MappingError(
+            f"column mapping {name!r} has 'null_values: {values!r}'; write a list of strings "
+            "such as ['', 'Select']"
+        )
+    # An empty cell always means no value, whatever the list says.
+    return frozenset({""} | {value.strip().lower() for value in values})

@@ -74,3 +74,13 @@ def parse_number(field: str, value: str | None, maximum: float) -> float | None:
             "impossible_value", f"{field} of {value!r} is above the plausible maximum {maximum:g}"
         )
     return number
+
+
+def check_length(field: str, value: str | None, maximum: int) -> str | None:
+    """Return the value, or raise InvalidValue when it has more than `maximum` characters."""
+    if value is not None and len(value) > maximum:
+        raise InvalidValue(
+            "value_too_long",
+            f"{field} is {len(value)} characters long, above the maximum {maximum}",
+        )
+    return value

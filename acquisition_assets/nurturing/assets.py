@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from acquisition_assets.core.clock import as_utc, utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
+from acquisition_assets.core.errors import CircuitOpenError, RetryLaterError
 from acquisition_assets.core.schema import (
     call_tasks,
     email_events,
@@ -371,7 +372,6 @@ def _apply_engagement(connection: Any, rows: list[dict[str, Any]], now: Any) -> 
                     email_status=status,
                     suppression_reason=reason,
                     updated_at=now,
-                    segmented_at=None,
                     **values,
                 )
             )
@@ -395,11 +395,17 @@ def engagement(
     step.track(client.http)
     totals: Counter = Counter()
     fetched = 0
+    deferred_because = None
     while fetched < settings.max_leads_per_run * 5:
         with database.connect() as connection:
             after = int(read_watermark(connection, EVENT_WATERMARK, "0"))
         # The HTTP call stays outside the transaction, so no database lock waits on the API.
-        events, last_id = client.fetch_events(after, EVENTS_PER_PAGE)
+        try:
+            events, last_id = client.fetch_events(after, EVENTS_PER_PAGE)
+        except (CircuitOpenError, RetryLaterError) as error:
+            # The watermark stays put, so the next run fetches these events.
+            deferred_because = str(error)
+            break
         if not events:
             break
         with database.begin(writes=["email_events", "leads", "pipeline_watermarks"]) as connection:
@@ -436,13 +442,18 @@ def engagement(
             totals.update(_apply_engagement(connection, fresh, now))
             set_watermark(connection, EVENT_WATERMARK, str(last_id))
     context.log.info("engagement: %d events fetched: %s", fetched, dict(totals))
-    return step.finish(
-        fetched,
-        {
-            "events_fetched": dg.MetadataValue.int(fetched),
-            **{
-                f"{kind}_events": dg.MetadataValue.int(totals.get(kind, 0))
-                for kind in RECORD_TYPES.values()
-            },
+    metadata = {
+        "events_fetched": dg.MetadataValue.int(fetched),
+        **{
+            f"{kind}_events": dg.MetadataValue.int(totals.get(kind, 0))
+            for kind in RECORD_TYPES.values()
         },
-    )
+    }
+    if deferred_because:
+        context.log.warning("engagement: fetching events deferred: %s", deferred_because)
+        if settings.fail_on_open_circuit:
+            raise dg.Failure(
+                description=f"engagement: fetching events deferred: {deferred_because}"
+            )
+        metadata["deferred_because"] = dg.MetadataValue.text(deferred_because[:500])
+    return step.finish(fetched, metadata)

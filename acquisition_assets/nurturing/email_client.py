@@ -1,5 +1,6 @@
 """Client of a Postmark-compatible email API: batch send, outbound search and event feed."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,15 +33,24 @@ class PostmarkClient:
     def __init__(self, http: JsonApiClient):
         self.http = http
 
-    def send_batch(self, messages: list[dict[str, Any]]) -> list[SendResult]:
-        """Send up to 500 messages in one request; the answer has one result per message."""
+    def send_batch(
+        self,
+        messages: list[dict[str, Any]],
+        before_retry: Callable[[], None] | None = None,
+    ) -> list[SendResult]:
+        """Send up to 500 messages in one request; the answer has one result per message.
+
+        `before_retry` runs before the request is sent again after a 429 or 503 answer.
+        """
         if len(messages) > MAX_BATCH_MESSAGES:
             raise ValueError(
                 f"a batch holds at most {MAX_BATCH_MESSAGES} messages, got {len(messages)}"
             )
         # Not idempotent: a resend after a lost answer would send twice. The send ledger
         # reconciles such batches through search_outbound instead.
-        response = self.http.request("POST", "/email/batch", json=messages, idempotent=False)
+        response = self.http.request(
+            "POST", "/email/batch", json=messages, idempotent=False, before_retry=before_retry
+        )
         answers = response.json()
         if not isinstance(answers, list) or len(answers) != len(messages):
             raise ValueError(

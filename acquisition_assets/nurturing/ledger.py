@@ -5,7 +5,9 @@ enqueuing the same email twice does nothing. A batch is claimed by writing a fre
 into its rows before the API call, and every message carries that id and its own key in
 Postmark metadata. Rows a crash or a lost answer leaves in 'sending' are reconciled with
 the provider's outbound message search (by batch id) before anything is sent again: found
-messages become 'sent', missing ones go back to 'pending'.
+messages become 'sent', missing ones go back to 'pending'. A batch that is about to be sent
+again renews its claim first, so a reconciliation in another process and a retry here
+cannot both send it.
 """
 
 import json
@@ -15,10 +17,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from acquisition_assets.core.clock import utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
@@ -28,6 +30,7 @@ from acquisition_assets.core.errors import (
     CircuitOpenError,
     RetryLaterError,
 )
+from acquisition_assets.core.http import was_not_processed
 from acquisition_assets.core.privacy import mask_emails_in
 from acquisition_assets.core.schema import email_sends, leads
 from acquisition_assets.core.sql import chunked, insert_ignore
@@ -35,6 +38,7 @@ from acquisition_assets.nurturing.email_client import (
     MAX_BATCH_MESSAGES,
     PERMANENT_ERROR_CODES,
     PostmarkClient,
+    SendResult,
 )
 
 logger = logging.getLogger(__name__)
@@ -44,6 +48,11 @@ PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 MAX_SEND_ATTEMPTS = 5
 # Postmark ErrorCode 406: the recipient hard-bounced, complained or unsubscribed earlier.
 INACTIVE_RECIPIENT = 406
+MAX_ERROR_CHARS = 1000
+
+
+class ClaimLostError(Exception):
+    """The rows of a batch in flight were settled or claimed again by someone else."""
 
 
 @dataclass
@@ -54,11 +63,13 @@ class SendReport:
     sent: int = 0
     failed_permanently: int = 0
     retry_later: int = 0
+    rejected: int = 0
     unknown_outcome: int = 0
     deferred: int = 0
     reconciled_sent: int = 0
     reconciled_pending: int = 0
     pending_after: int = 0
+    in_flight_after: int = 0
     deferred_reasons: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -75,11 +86,13 @@ class SendReport:
             "sent": self.sent,
             "failed_permanently": self.failed_permanently,
             "retry_later": self.retry_later,
+            "rejected": self.rejected,
             "unknown_outcome": self.unknown_outcome,
             "deferred": self.deferred,
             "reconciled_sent": self.reconciled_sent,
             "reconciled_pending": self.reconciled_pending,
             "pending_after": self.pending_after,
+            "in_flight_after": self.in_flight_after,
         }
 
 
@@ -103,10 +116,51 @@ def reconcile_in_flight(
     older_than: timedelta,
     report: SendReport,
 ) -> None:
-    """Settle rows left in 'sending' by asking the provider which of their messages exist."""
+    """Settle rows left in 'sending' by asking the provider which of their messages exist.
+
+    Only batches claimed at least `older_than` ago are settled, so a batch another process
+    is still sending is left alone. When the provider cannot be asked, the rows stay in
+    'sending' and the reason goes into the report: an open breaker or a long Retry-After as
+    a deferral, any other API error as an error.
+    """
     cutoff = utcnow() - older_than
+    batches = _stale_batches(database, kind, cutoff)
+    for position, batch_id in enumerate(batches):
+        try:
+            found = client.search_outbound({"send_batch": batch_id})
+        except (CircuitOpenError, RetryLaterError) as error:
+            report.deferred_reasons.append(str(error))
+            logger.warning(
+                "reconciliation deferred, %d batches stay in flight: %s",
+                len(batches) - position,
+                error,
+            )
+            return
+        except ApiError as error:
+            report.errors.append(mask_emails_in(str(error)))
+            logger.warning(
+                "reconciliation stopped, %d batches stay in flight: %s",
+                len(batches) - position,
+                mask_emails_in(str(error)),
+            )
+            return
+        message_ids = {
+            (message.get("Metadata") or {}).get("idempotency_key"): message.get("MessageID")
+            for message in found
+        }
+        settled, unsent = _settle_batch(database, batch_id, cutoff, message_ids)
+        report.add(reconciled_sent=settled, reconciled_pending=unsent)
+        logger.info(
+            "reconciled batch %s: %d found at the provider, %d returned to pending",
+            batch_id,
+            settled,
+            unsent,
+        )
+
+
+def _stale_batches(database: AcquisitionDatabase, kind: str, cutoff: datetime) -> list[str]:
     with database.connect() as connection:
-        batches = (
+        return list(
             connection.execute(
                 select(email_sends.c.claimed_by)
                 .where(
@@ -119,52 +173,44 @@ def reconcile_in_flight(
             .scalars()
             .all()
         )
-    for batch_id in batches:
-        found = client.search_outbound({"send_batch": batch_id})
-        message_ids = {
-            (message.get("Metadata") or {}).get("idempotency_key"): message.get("MessageID")
-            for message in found
-        }
-        with database.begin(writes=["email_sends"]) as connection:
-            rows = connection.execute(
-                select(email_sends.c.id, email_sends.c.idempotency_key).where(
-                    email_sends.c.claimed_by == batch_id, email_sends.c.status == SENDING
-                )
-            ).all()
-            now = utcnow()
-            settled = [
+
+
+def _settle_batch(
+    database: AcquisitionDatabase,
+    batch_id: str,
+    cutoff: datetime,
+    message_ids: dict[str | None, str | None],
+) -> tuple[int, int]:
+    """Mark a stale batch's rows sent or pending by what the provider has; return both counts."""
+    with database.begin(writes=["email_sends"]) as connection:
+        rows = connection.execute(
+            select(email_sends.c.id, email_sends.c.idempotency_key).where(
+                email_sends.c.claimed_by == batch_id,
+                email_sends.c.status == SENDING,
+                email_sends.c.claimed_at <= cutoff,
+            )
+        ).all()
+        now = utcnow()
+        changes = []
+        for row in rows:
+            found = row.idempotency_key in message_ids
+            changes.append(
                 {
                     "row_id": row.id,
-                    "new_status": SENT,
-                    "message_id": message_ids[row.idempotency_key],
-                    "error": None,
-                    "sent": now,
+                    "new_status": SENT if found else PENDING,
+                    "message_id": message_ids.get(row.idempotency_key),
+                    "code": None,
+                    "error": None if found else "not found at the provider after a lost send",
+                    "sent": now if found else None,
                     "now": now,
+                    "batch": batch_id,
+                    "owner": batch_id if found else None,
                 }
-                for row in rows
-                if row.idempotency_key in message_ids
-            ]
-            unsent = [
-                {
-                    "row_id": row.id,
-                    "new_status": PENDING,
-                    "message_id": None,
-                    "error": "not found at the provider after an interrupted send",
-                    "sent": None,
-                    "now": now,
-                }
-                for row in rows
-                if row.idempotency_key not in message_ids
-            ]
-            _apply(connection, settled + unsent)
-        report.add(reconciled_sent=len(settled))
-        report.add(reconciled_pending=len(unsent))
-        logger.info(
-            "reconciled batch %s: %d found at the provider, %d returned to pending",
-            batch_id,
-            len(settled),
-            len(unsent),
-        )
+            )
+        # The cutoff guard skips rows whose claim a retry renewed after they were read.
+        _apply(connection, changes, email_sends.c.claimed_at <= cutoff)
+    settled = sum(1 for change in changes if change["new_status"] == SENT)
+    return settled, len(changes) - settled
 
 
 def claim_batch(database: AcquisitionDatabase, kind: str, size: int) -> tuple[str, list[Any]]:
@@ -206,6 +252,22 @@ def claim_batch(database: AcquisitionDatabase, kind: str, size: int) -> tuple[st
     return batch_id, rows
 
 
+def _renew_claim(database: AcquisitionDatabase, batch_id: str, size: int) -> None:
+    """Refresh a batch's claim time before it is sent again, or raise ClaimLostError."""
+    now = utcnow()
+    with database.begin(writes=["email_sends"]) as connection:
+        renewed = connection.execute(
+            update(email_sends)
+            .where(email_sends.c.claimed_by == batch_id, email_sends.c.status == SENDING)
+            .values(claimed_at=now, updated_at=now)
+        ).rowcount
+    if renewed != size:
+        raise ClaimLostError(
+            f"email batch {batch_id!r} was not sent again: {size - renewed} of its {size} rows "
+            "were reconciled or claimed by another run while this one waited to retry"
+        )
+
+
 def _message(row: Any, batch_id: str, from_address: str, stream: str) -> dict[str, Any]:
     metadata = {
         **json.loads(row.metadata_json),
@@ -223,24 +285,32 @@ def _message(row: Any, batch_id: str, from_address: str, stream: str) -> dict[st
     }
 
 
-def _apply(connection: Any, changes: list[dict[str, Any]]) -> None:
+def _apply(connection: Connection, changes: list[dict[str, Any]], *conditions: Any) -> None:
+    """Write outcomes to rows still in 'sending' under the change's batch id."""
     if not changes:
         return
     statement = (
         update(email_sends)
-        .where(email_sends.c.id == bindparam("row_id"))
+        .where(
+            email_sends.c.id == bindparam("row_id"),
+            email_sends.c.status == SENDING,
+            email_sends.c.claimed_by == bindparam("batch"),
+            *conditions,
+        )
         .values(
             status=bindparam("new_status"),
             provider_message_id=bindparam("message_id"),
+            error_code=bindparam("code"),
             last_error=bindparam("error"),
             sent_at=bindparam("sent"),
+            claimed_by=bindparam("owner"),
             updated_at=bindparam("now"),
         )
     )
     connection.execute(statement, changes)
 
 
-def _suppress_inactive(connection: Any, lead_ids: list[int]) -> None:
+def _suppress_inactive(connection: Connection, lead_ids: list[int]) -> None:
     if lead_ids:
         connection.execute(
             update(leads)
@@ -253,59 +323,99 @@ def _suppress_inactive(connection: Any, lead_ids: list[int]) -> None:
         )
 
 
+def _outcome(row: Any, result: SendResult) -> str:
+    if result.error_code == 0:
+        return SENT
+    if result.error_code in PERMANENT_ERROR_CODES or row.attempts >= MAX_SEND_ATTEMPTS:
+        return FAILED
+    return PENDING
+
+
 def _record_answers(
-    database: AcquisitionDatabase, rows: list[Any], results: list[Any], report: SendReport
+    database: AcquisitionDatabase,
+    batch_id: str,
+    rows: list[Any],
+    results: list[SendResult],
+    report: SendReport,
 ) -> None:
+    """Store the provider's answer per message; rows settled elsewhere meanwhile keep theirs."""
     now = utcnow()
-    changes: list[dict[str, Any]] = []
-    inactive: list[int] = []
-    for row, result in zip(rows, results, strict=True):
-        change = {
-            "row_id": row.id,
-            "message_id": result.message_id,
-            "sent": None,
-            "now": now,
-            "error": None,
-        }
-        if result.error_code == 0:
-            change.update(new_status=SENT, sent=now)
-            report.add(sent=1)
-        elif result.error_code in PERMANENT_ERROR_CODES or row.attempts >= MAX_SEND_ATTEMPTS:
-            change.update(
-                new_status=FAILED,
-                error=f"ErrorCode {result.error_code}: {mask_emails_in(result.message)}",
-            )
-            report.add(failed_permanently=1)
-            if result.error_code == INACTIVE_RECIPIENT:
-                inactive.append(row.lead_id)
-        else:
-            change.update(
-                new_status=PENDING,
-                error=f"ErrorCode {result.error_code}: {mask_emails_in(result.message)}",
-            )
-            report.add(retry_later=1)
-        changes.append(change)
     with database.begin(writes=["email_sends", "leads"]) as connection:
+        still_claimed = select(email_sends.c.id).where(
+            email_sends.c.claimed_by == batch_id, email_sends.c.status == SENDING
+        )
+        if connection.dialect.name == "postgresql":
+            # Lock the rows so a reconciliation cannot settle them between read and write.
+            still_claimed = still_claimed.with_for_update()
+        owned = set(connection.execute(still_claimed).scalars())
+        changes: list[dict[str, Any]] = []
+        inactive: list[int] = []
+        for row, result in zip(rows, results, strict=True):
+            if row.id not in owned:
+                continue
+            status = _outcome(row, result)
+            error = None
+            if status != SENT:
+                error = f"ErrorCode {result.error_code}: {mask_emails_in(result.message)}"
+            changes.append(
+                {
+                    "row_id": row.id,
+                    "new_status": status,
+                    "message_id": result.message_id,
+                    "code": result.error_code or None,
+                    "error": error,
+                    "sent": now if status == SENT else None,
+                    "now": now,
+                    "batch": batch_id,
+                    "owner": batch_id,
+                }
+            )
+            if status == FAILED and result.error_code == INACTIVE_RECIPIENT:
+                inactive.append(row.lead_id)
         _apply(connection, changes)
         _suppress_inactive(connection, inactive)
+    statuses = [change["new_status"] for change in changes]
+    report.add(
+        sent=statuses.count(SENT),
+        failed_permanently=statuses.count(FAILED),
+        retry_later=statuses.count(PENDING),
+    )
+    if len(changes) < len(rows):
+        logger.warning(
+            "email batch %s: %d rows were settled by a reconciliation before the answer "
+            "arrived; their reconciled status stands",
+            batch_id,
+            len(rows) - len(changes),
+        )
 
 
 def _release(
-    database: AcquisitionDatabase, rows: list[Any], error: str, *, keep_attempt: bool = False
+    database: AcquisitionDatabase, batch_id: str, error: str, *, keep_attempt: bool = False
 ) -> None:
-    """Return claimed rows to pending: the provider never processed them."""
+    """Return a batch's claimed rows to pending: the provider did not act on them."""
     now = utcnow()
     with database.begin(writes=["email_sends"]) as connection:
         connection.execute(
             update(email_sends)
-            .where(email_sends.c.id.in_([row.id for row in rows]), email_sends.c.status == SENDING)
+            .where(email_sends.c.claimed_by == batch_id, email_sends.c.status == SENDING)
             .values(
                 status=PENDING,
                 claimed_by=None,
-                last_error=error[:1000],
+                last_error=error[:MAX_ERROR_CHARS],
                 updated_at=now,
                 attempts=email_sends.c.attempts if keep_attempt else email_sends.c.attempts - 1,
             )
+        )
+
+
+def _count_by_status(database: AcquisitionDatabase, kind: str) -> dict[str, int]:
+    with database.connect() as connection:
+        return dict(
+            connection.execute(
+                select(email_sends.c.status, func.count())
+                .where(email_sends.c.kind == kind)
+                .group_by(email_sends.c.status)
+            ).all()
         )
 
 
@@ -324,43 +434,52 @@ def send_pending(
 ) -> SendReport:
     """Send up to `limit` pending rows of one kind in batches, `workers` batches at a time.
 
-    An open breaker or a Retry-After beyond the cap stops the pass: the rows not yet sent
-    stay pending and count as deferred. A batch whose outcome is unknown (timeout, lost
-    answer, 5xx) stays in 'sending' until reconciliation settles it.
+    An open breaker or a Retry-After beyond the cap stops the pass, in reconciliation or in
+    sending: the rows not yet sent stay pending and count as deferred. A batch the provider
+    did not act on (429, 503, no connection) goes back to pending. A batch whose outcome is
+    unknown (timeout, lost answer, other 5xx) stays in 'sending' until reconciliation
+    settles it.
     """
     report = SendReport()
     reconcile_in_flight(database, client, kind, reconcile_after, report)
     batch_size = max(1, min(batch_size, MAX_BATCH_MESSAGES))
-    stop_reason: list[str] = []
+    stop_reason: list[str] = list(report.deferred_reasons)
 
-    def send_one(batch_rows: tuple[str, list[Any]]) -> None:
-        batch_id, rows = batch_rows
+    def send_one(claim: tuple[str, list[Any]]) -> None:
+        batch_id, rows = claim
         if stop_reason:
-            _release(database, rows, f"deferred: {stop_reason[0]}")
+            _release(database, batch_id, f"deferred: {stop_reason[0]}")
             report.add(deferred=len(rows))
             return
         messages = [_message(row, batch_id, from_address, message_stream) for row in rows]
         try:
-            results = client.send_batch(messages)
+            results = client.send_batch(
+                messages, before_retry=lambda: _renew_claim(database, batch_id, len(rows))
+            )
         except (CircuitOpenError, RetryLaterError) as error:
             stop_reason.append(str(error))
-            _release(database, rows, f"deferred: {error}")
+            _release(database, batch_id, f"deferred: {error}")
             report.add(deferred=len(rows))
+            return
+        except ClaimLostError as error:
+            logger.warning("%s", error)
+            report.errors.append(str(error))
             return
         except ApiClientError as error:
-            _release(database, rows, f"rejected: {error}", keep_attempt=True)
-            report.errors.append(str(error))
-            report.add(deferred=len(rows))
+            # The provider rejected the whole batch (a bad token, say): nothing was sent.
+            _release(database, batch_id, f"rejected: {error}", keep_attempt=True)
+            report.errors.append(mask_emails_in(str(error)))
+            report.add(rejected=len(rows))
             return
-        except (ApiError, ValueError) as error:
-            # The provider may or may not have accepted the batch: leave it to reconciliation.
+        except ApiError as error:
+            _settle_failed_batch(database, batch_id, len(rows), error, report)
+            return
+        except ValueError as error:
+            # An answer that does not match the batch: the provider may have sent it.
             report.add(unknown_outcome=len(rows))
             report.errors.append(mask_emails_in(str(error)))
-            logger.warning(
-                "email batch %s outcome unknown (%s); it will be reconciled", batch_id, error
-            )
             return
-        _record_answers(database, rows, results, report)
+        _record_answers(database, batch_id, rows, results, report)
         if on_batch:
             on_batch(batch_id, len(rows))
 
@@ -378,11 +497,30 @@ def send_pending(
             if not claims:
                 break
             list(pool.map(send_one, claims))
+
+    counts = _count_by_status(database, kind)
+    report.pending_after = counts.get(PENDING, 0)
+    report.in_flight_after = counts.get(SENDING, 0)
     report.deferred_reasons = stop_reason
-    with database.connect() as connection:
-        report.pending_after = connection.execute(
-            select(func.count())
-            .select_from(email_sends)
-            .where(and_(email_sends.c.kind == kind, email_sends.c.status == PENDING))
-        ).scalar_one()
+    if stop_reason:
+        # Released rows plus the pending rows this pass would still have taken on.
+        attempted = report.claimed - report.deferred
+        report.deferred = min(limit - attempted, report.pending_after)
     return report
+
+
+def _settle_failed_batch(
+    database: AcquisitionDatabase, batch_id: str, size: int, error: ApiError, report: SendReport
+) -> None:
+    report.errors.append(mask_emails_in(str(error)))
+    if was_not_processed(error):
+        _release(database, batch_id, f"not processed: {error}")
+        report.add(retry_later=size)
+        return
+    # The provider may or may not have accepted the batch: leave it to reconciliation.
+    report.add(unknown_outcome=size)
+    logger.warning(
+        "email batch %s outcome unknown (%s); it will be reconciled",
+        batch_id,
+        mask_emails_in(str(error)),
+    )

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from acquisition_assets.core.clock import utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
+from acquisition_assets.core.errors import CircuitOpenError, RetryLaterError
 from acquisition_assets.core.privacy import mask_email
 from acquisition_assets.core.schema import email_events, lead_intake, leads
 from acquisition_assets.core.schema import referral_invites as referral_invites_table
@@ -226,12 +227,18 @@ def referrals(
     outcomes: Counter = Counter()
     examples: list[dict[str, Any]] = []
     processed = 0
+    deferred_because = None
     while processed < settings.max_leads_per_run:
         with database.connect() as connection:
             cursor = read_watermark(connection, SUBMISSION_WATERMARK, "")
-        page, next_cursor = client.form_submissions(
-            crm_api.referral_form_guid, cursor or None, SUBMISSIONS_PER_PAGE
-        )
+        try:
+            page, next_cursor = client.form_submissions(
+                crm_api.referral_form_guid, cursor or None, SUBMISSIONS_PER_PAGE
+            )
+        except (CircuitOpenError, RetryLaterError) as error:
+            # The cursor stays put, so the next run reads these sign-ups.
+            deferred_because = str(error)
+            break
         if not page:
             break
         with database.begin(
@@ -252,18 +259,23 @@ def referrals(
         if not next_cursor:
             break
     context.log.info("referrals: %d sign-ups processed: %s", processed, dict(outcomes))
-    return step.finish(
-        processed,
-        {
-            "submissions_processed": dg.MetadataValue.int(processed),
-            "accepted": dg.MetadataValue.int(outcomes.get("accepted", 0)),
-            "rejected": dg.MetadataValue.int(outcomes.get("rejected", 0)),
-            "preview": preview(
-                [{**r, "referred_email": mask_email(r["referred_email"])} for r in examples],
-                ["referral_code", "referred_email", "status", "reason", "reward_points"],
-            ),
-        },
-    )
+    metadata = {
+        "submissions_processed": dg.MetadataValue.int(processed),
+        "accepted": dg.MetadataValue.int(outcomes.get("accepted", 0)),
+        "rejected": dg.MetadataValue.int(outcomes.get("rejected", 0)),
+        "preview": preview(
+            [{**r, "referred_email": mask_email(r["referred_email"])} for r in examples],
+            ["referral_code", "referred_email", "status", "reason", "reward_points"],
+        ),
+    }
+    if deferred_because:
+        context.log.warning("referrals: reading sign-ups deferred: %s", deferred_because)
+        if settings.fail_on_open_circuit:
+            raise dg.Failure(
+                description=f"referrals: reading sign-ups deferred: {deferred_because}"
+            )
+        metadata["deferred_because"] = dg.MetadataValue.text(deferred_because[:500])
+    return step.finish(processed, metadata)
 
 
 def _end_cursor(cursor: str, page: list[dict[str, Any]]) -> str:

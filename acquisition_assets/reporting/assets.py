@@ -38,7 +38,7 @@ def acquisition_report(
     with database.begin(writes=["acquisition_reports"]) as connection:
         connection.execute(
             acquisition_reports.insert().values(
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 generated_at=utcnow(),
                 funnel=json.dumps(counts),
                 markdown=markdown,
@@ -168,11 +168,11 @@ def performance_metrics(
     context: dg.AssetExecutionContext, database: AcquisitionDatabase, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     step = StepRecorder(context, database, settings)
-    figures = run_figures(database, context.run_id)
+    figures = run_figures(database, context.run.run_id)
     with database.begin(writes=["performance_reports"]) as connection:
         connection.execute(
             performance_reports.insert().values(
-                run_id=context.run_id, generated_at=utcnow(), figures=json.dumps(figures)
+                run_id=context.run.run_id, generated_at=utcnow(), figures=json.dumps(figures)
             )
         )
     context.log.info(
