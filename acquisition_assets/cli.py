@@ -18,6 +18,7 @@ from acquisition_assets.intake.sample import write_sample
 
 DEMO_DAGSTER_HOME = Path("data") / "dagster_home"
 DEMO_SAMPLE = Path("data") / "sample_leads.csv"
+DEMO_LOG = Path("data") / "demo_materialize.log"
 
 
 @click.group()
@@ -174,10 +175,16 @@ def demo(leads_file: Path | None, mapping: Path | None) -> None:
             "--select",
             "*",
         ]
-        click.echo("materializing every asset: " + " ".join(command[1:]))
-        finished = subprocess.run(command, env=environment, check=False)
+        click.echo(f"materializing every asset: {' '.join(command[1:])} (log: {DEMO_LOG})")
+        with DEMO_LOG.open("w", encoding="utf-8") as log:
+            finished = subprocess.run(
+                command, env=environment, stdout=log, stderr=subprocess.STDOUT, check=False
+            )
         if finished.returncode != 0:
+            tail = DEMO_LOG.read_text(encoding="utf-8").splitlines()[-40:]
+            click.echo("\n".join(tail), err=True)
             raise click.ClickException(
-                f"dagster asset materialize failed with exit code {finished.returncode}"
+                f"dagster asset materialize failed with exit code {finished.returncode}; "
+                f"the whole log is in {DEMO_LOG}"
             )
     ctx.invoke(report, url=url)

@@ -44,7 +44,10 @@ def test_dagster_cli_materializes_every_asset(
     assert finished.returncode == 0, finished.stderr[-3000:]
     with database.connect() as connection:
         assert connection.execute(select(func.count()).select_from(leads)).scalar_one() == 60
-        assert connection.execute(select(func.count()).select_from(acquisition_reports)).scalar_one() == 1
+        assert (
+            connection.execute(select(func.count()).select_from(acquisition_reports)).scalar_one()
+            == 1
+        )
     assert fresh_sandbox.contacts()["count"] > 0
 
 
@@ -62,3 +65,16 @@ def test_report_without_runs_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", "--url", f"sqlite:///{tmp_path / 'empty.db'}"])
     assert result.exit_code != 0
     assert "materialize the assets first" in result.output
+
+
+def test_workspace_file_loads_the_code_location(tmp_path: Path) -> None:
+    command = [
+        str(Path(sys.executable).with_name("dagster")), "definitions", "validate",
+        "-w", "workspace.yaml",
+    ]  # fmt: skip
+    environment = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    finished = subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "All code locations passed validation" in finished.stderr + finished.stdout

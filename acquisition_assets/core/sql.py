@@ -36,11 +36,16 @@ def insert_ignore(
     """
     if not rows:
         return 0
-    statement = _insert_for(connection, table).on_conflict_do_nothing(
-        index_elements=list(conflict_columns)
+    # RETURNING makes SQLAlchemy send multi-row INSERT statements ("insertmanyvalues");
+    # without it psycopg2 executes one statement per row. The returned keys also give an
+    # exact count of the rows inserted.
+    statement = (
+        _insert_for(connection, table)
+        .on_conflict_do_nothing(index_elements=list(conflict_columns))
+        .returning(table.c[conflict_columns[0]])
     )
     result = connection.execute(statement, list(rows))
-    return max(result.rowcount, 0)
+    return len(result.all())
 
 
 def upsert(
@@ -57,5 +62,5 @@ def upsert(
     statement = statement.on_conflict_do_update(
         index_elements=list(conflict_columns),
         set_={name: statement.excluded[name] for name in update_columns},
-    )
-    connection.execute(statement, list(rows))
+    ).returning(table.c[conflict_columns[0]])
+    connection.execute(statement, list(rows)).all()

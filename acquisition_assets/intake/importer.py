@@ -12,12 +12,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Connection, select
+from sqlalchemy import Column, Connection, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from acquisition_assets.core.clock import utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.core.schema import lead_intake, lead_rejections
-from acquisition_assets.core.sql import insert_ignore
 from acquisition_assets.intake.mapping import XEDUCATION, ColumnMapping, MappingError
 from acquisition_assets.intake.validation import (
     MAX_PAGE_VIEWS_PER_VISIT,
@@ -38,7 +38,7 @@ TEXT_FIELDS = (
     "first_name", "last_name", "lead_source", "lead_origin", "last_activity", "country",
     "city", "occupation", "specialization", "tags", "lead_quality", "referral_code",
 )  # fmt: skip
-# Key of a malformed row's raw record that holds the fields past the last header.
+# Key of a malformed row's raw record that contains the fields past the last header.
 EXTRA_FIELDS_KEY = "_extra_fields"
 
 
@@ -113,7 +113,7 @@ def _read_records(path: Path) -> Iterator[CsvRecord]:
 def _first_undecodable_line(path: Path) -> int:
     """Return the number of the first line that is not valid UTF-8, or 0 if there is none.
 
-    The text reader decodes blocks of several lines, so its error does not tell the line.
+    The text reader decodes blocks of several lines, so its error has no line number.
     """
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
@@ -224,6 +224,7 @@ def import_leads(
     path = Path(path)
     if not path.is_file():
         raise MappingError(f"lead file {str(path)!r} not found")
+    # Parse the whole file first, so that a decoding or CSV error raises before any write.
     for _ in _read_records(path):
         pass
 
@@ -311,30 +312,45 @@ def _import_chunk(
                 )
             else:
                 summary.already_imported += 1
-        new_rejections = insert_ignore(connection, lead_rejections, rejections, ["rejection_key"])
+        new_rejections = _insert_new(connection, lead_rejections, rejections, "rejection_key")
     summary.rejected += len(rejections)
-    summary.rejected_before += len(rejections) - new_rejections
+    summary.rejected_before += len(rejections) - len(new_rejections)
     summary.rejection_reasons.update(r["reason_code"] for r in rejections)
+
+
+def _insert_new(
+    connection: Connection, table: Table, rows: list[dict[str, Any]], key: str
+) -> set[str]:
+    """Insert the rows whose `key` is not stored yet and return the keys inserted.
+
+    SQLAlchemy 2.1 (read in 2.1.9) sends an ON CONFLICT insert as multi-row VALUES batches
+    only when it has RETURNING. Without it, psycopg2 runs the statement once per row.
+    """
+    if not rows:
+        return set()
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    return set(connection.execute(statement, rows).scalars())
 
 
 def _insert_intake(connection: Connection, rows: list[dict[str, Any]]) -> set[int]:
     """Insert rows whose key is new and return the ids (id()) of the row dicts inserted."""
     if not rows:
         return set()
-    keys = [row["intake_key"] for row in rows]
-    existing = set(
+    # Reading the stored keys first keeps a re-import from sending every row again.
+    stored = set(
         connection.execute(
-            select(lead_intake.c.intake_key).where(lead_intake.c.intake_key.in_(keys))
+            select(lead_intake.c.intake_key).where(
+                lead_intake.c.intake_key.in_({row["intake_key"] for row in rows})
+            )
         ).scalars()
     )
-    fresh: dict[str, dict[str, Any]] = {}
+    first_of_key: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row["intake_key"] not in existing and row["intake_key"] not in fresh:
-            fresh[row["intake_key"]] = row
-    # NOTE: an import running at the same time may insert a key between the select above
-    # and this insert. The row is then skipped but still counted as inserted here.
-    insert_ignore(connection, lead_intake, list(fresh.values()), ["intake_key"])
-    return {id(row) for row in fresh.values()}
+        if row["intake_key"] not in stored:
+            first_of_key.setdefault(row["intake_key"], row)
+    inserted = _insert_new(connection, lead_intake, list(first_of_key.values()), "intake_key")
+    return {id(first_of_key[key]) for key in inserted}
 
 
 def _conflicting_duplicates(

@@ -48,12 +48,12 @@ DEFAULT_NULL_VALUES = frozenset({"", "select", "nan", "null", "n/a"})
 
 
 class MappingError(ValueError):
-    """A lead file or its column mapping cannot be used; the message says what to fix."""
+    """A lead file or its column mapping is unusable; the message names the problem and fix."""
 
 
 @dataclass(frozen=True)
 class ColumnMapping:
-    """How one export layout maps onto intake fields."""
+    """The mapping of one export layout onto intake fields."""
 
     source: str
     columns: dict[str, str]
@@ -226,5 +226,5 @@ def _null_values(name: str, values: Any) -> frozenset[str]:
             f"column mapping {name!r} has 'null_values: {values!r}'; write a list of strings "
             "such as ['', 'Select']"
         )
-    # An empty cell always means no value, whatever the list says.
+    # An empty cell always means no value, whatever the list contains.
     return frozenset({""} | {value.strip().lower() for value in values})

@@ -343,14 +343,13 @@ def _apply_engagement(connection: Any, rows: list[dict[str, Any]], now: Any) -> 
         {"lead": lead_id, "delta": delta, "now": now} for lead_id, delta in points.items() if delta
     ]
     if engaged:
-        # Clearing scored_at makes the next scoring pick the new engagement up.
+        # last_engaged_at after scored_at makes the next scoring pick the engagement up.
         connection.execute(
             update(leads)
             .where(leads.c.id == bindparam("lead"))
             .values(
                 engagement_score=leads.c.engagement_score + bindparam("delta"),
                 last_engaged_at=bindparam("now"),
-                scored_at=None,
                 updated_at=bindparam("now"),
             ),
             engaged,

@@ -163,6 +163,7 @@ def scored_leads(
     wanted_method = "model" if model else "points"
     stale = or_(
         leads.c.scored_at.is_(None),
+        leads.c.last_engaged_at > leads.c.scored_at,
         leads.c.score_method != wanted_method,
         leads.c.model_version != model.version if model else leads.c.model_version.is_not(None),
     )

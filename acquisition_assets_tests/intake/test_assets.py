@@ -71,7 +71,7 @@ def _validation_reasons(database: AcquisitionDatabase) -> dict[int, str]:
     return dict(rows)
 
 
-def test_new_leads_rejects_case_duplicates_in_one_run(database_url: str) -> None:
+def test_new_leads_rejects_case_duplicates(database_url: str) -> None:
     database = AcquisitionDatabase(url=database_url)
     ids = _add_intake(
         database, "Ana@Example.com", "bo@example.com", "ana@example.com", " ANA@EXAMPLE.COM "
@@ -99,7 +99,7 @@ def test_new_leads_rejects_address_of_earlier_lead(database_url: str) -> None:
     assert count_rows(database, leads) == 1
 
 
-def test_new_leads_matches_unicode_forms_of_earlier_lead(database_url: str) -> None:
+def test_new_leads_matches_unicode_forms(database_url: str) -> None:
     database = AcquisitionDatabase(url=database_url)
     composed = unicodedata.normalize("NFC", "josé@example.com")
     decomposed = unicodedata.normalize("NFD", composed)

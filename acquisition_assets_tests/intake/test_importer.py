@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.core.schema import lead_intake, lead_rejections
@@ -145,9 +147,7 @@ def test_import_leads_rejects_missing_id(database: AcquisitionDatabase, tmp_path
     assert all("external_id" in row.reason for row in rejections(database))
 
 
-def test_import_leads_rejects_missing_email_without_placeholder(
-    database: AcquisitionDatabase, tmp_path: Path
-) -> None:
+def test_import_leads_rejects_missing_email(database: AcquisitionDatabase, tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "webinar.csv",
         CUSTOM_HEADERS,
@@ -200,26 +200,28 @@ def test_import_leads_twice_adds_nothing(database: AcquisitionDatabase, tmp_path
         tmp_path / "leads.csv",
         [xeducation_row("lead-1"), xeducation_row("lead-2"), xeducation_row("lead-3", City="")],
     )
-    bad = write_xeducation_csv(tmp_path / "bad.csv", [xeducation_row("lead-4", TotalVisits="-1")])
+    # The same bad row twice has one rejection on record.
+    bad_row = xeducation_row("lead-4", TotalVisits="-1")
+    bad = write_xeducation_csv(tmp_path / "bad.csv", [bad_row, bad_row])
 
     first = import_leads(database, path)
-    import_leads(database, bad)
+    first_bad = import_leads(database, bad)
     second = import_leads(database, path)
     second_bad = import_leads(database, bad)
 
     assert first.inserted == 3
     assert second.inserted == 0
     assert second.already_imported == 3
-    assert second_bad.rejected == 1
-    assert second_bad.rejected_before == 1
+    assert first_bad.rejected == 2
+    assert first_bad.rejected_before == 1
+    assert second_bad.rejected == 2
+    assert second_bad.rejected_before == 2
     assert count_rows(database, lead_intake) == 3
     assert count_rows(database, lead_rejections) == 1
     _assert_nothing_lost(second)
 
 
-def test_import_leads_counts_exact_repeat_as_already_imported(
-    database: AcquisitionDatabase, tmp_path: Path
-) -> None:
+def test_import_leads_counts_exact_repeat(database: AcquisitionDatabase, tmp_path: Path) -> None:
     path = write_xeducation_csv(
         tmp_path / "leads.csv",
         [xeducation_row("lead-1"), xeducation_row("lead-2"), xeducation_row("lead-1")],
@@ -311,9 +313,7 @@ def test_import_leads_reads_bom_prefixed_file(
     assert intake_rows(database)[0].external_id == "lead-1"
 
 
-def test_import_leads_keeps_quoted_commas_and_newlines(
-    database: AcquisitionDatabase, tmp_path: Path
-) -> None:
+def test_import_leads_keeps_quoted_commas(database: AcquisitionDatabase, tmp_path: Path) -> None:
     path = write_xeducation_csv(
         tmp_path / "leads.csv",
         [
@@ -335,7 +335,7 @@ def test_import_leads_keeps_quoted_commas_and_newlines(
     assert [row.source_row for row in rows] == [2, 3, 5]
 
 
-def test_import_leads_rejects_rows_with_wrong_field_count(
+def test_import_leads_rejects_wrong_field_count(
     database: AcquisitionDatabase, tmp_path: Path
 ) -> None:
     path = write_xeducation_csv(tmp_path / "leads.csv", [xeducation_row("lead-1")])
@@ -370,7 +370,7 @@ def test_import_leads_rejects_nul_character(database: AcquisitionDatabase, tmp_p
     assert "'City'" in rejections(database)[0].reason
 
 
-def test_import_leads_rejects_values_longer_than_column(
+def test_import_leads_rejects_overlong_values(
     database: AcquisitionDatabase, tmp_path: Path
 ) -> None:
     long_id = "x" * 300
@@ -405,6 +405,25 @@ def test_import_leads_sample_file(database: AcquisitionDatabase, tmp_path: Path)
     assert summary.rows_read == 43
     assert summary.inserted == 40
     assert summary.rejection_reasons == {"missing_field": 1, "impossible_value": 2}
+
+
+def test_import_leads_sends_rows_in_batches(database: AcquisitionDatabase, tmp_path: Path) -> None:
+    path = write_sample(tmp_path / "sample.csv", rows=3_000)
+    styles: list[ExecuteStyle] = []
+    event.listen(
+        database.engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, _sql, _params, context, _many: styles.append(context.execute_style),
+    )
+
+    summary = import_leads(database, path)
+
+    assert summary.inserted == 3_000
+    assert summary.rejected == 3
+    # psycopg2 sends a DBAPI executemany as one statement per row.
+    assert ExecuteStyle.EXECUTEMANY not in styles
+    # Two chunks, each a key lookup and 1,000-row insert batches, then the rejections.
+    assert len(styles) <= 8
 
 
 def test_import_leads_header_only_file(database: AcquisitionDatabase, tmp_path: Path) -> None:
@@ -443,7 +462,7 @@ def test_import_leads_missing_headers_named(tmp_path: Path) -> None:
     assert "--mapping" in message
 
 
-def test_import_leads_custom_layout_missing_mapped_header(tmp_path: Path) -> None:
+def test_import_leads_names_missing_mapped_header(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "webinar.csv", ["Contact ID", "First Name"], [])
     database = AcquisitionDatabase(url=f"sqlite:///{tmp_path / 'unused.db'}")
 
@@ -451,9 +470,7 @@ def test_import_leads_custom_layout_missing_mapped_header(tmp_path: Path) -> Non
         import_leads(database, path, _custom_mapping(tmp_path))
 
 
-def test_import_leads_matches_headers_ignoring_spaces(
-    database: AcquisitionDatabase, tmp_path: Path
-) -> None:
+def test_import_leads_strips_header_spaces(database: AcquisitionDatabase, tmp_path: Path) -> None:
     headers = [f" {header} " for header in XEDUCATION_HEADERS]
     rows = [{f" {k} ": v for k, v in xeducation_row("lead-1").items()}]
     path = write_csv(tmp_path / "leads.csv", headers, rows)

@@ -41,7 +41,7 @@ null_values: [Unknown, "-"]
     assert mapping.null_values == frozenset({"", "unknown", "-"})
 
 
-def test_load_mapping_defaults_required_to_email_without_id(tmp_path: Path) -> None:
+def test_load_mapping_defaults_required_to_email(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: events\ncolumns:\n  email: Email\n")
 
     mapping = load_mapping(path)
@@ -81,7 +81,7 @@ def test_load_mapping_defaults_required_to_email_without_id(tmp_path: Path) -> N
             "source: s\ncolumns:\n  external_id: Id\nplaceholder_email_domain: gmail.com\n",
             "not reserved",
         ),
-        # example.com.evil.test only ends in a reserved name
+        # a domain that only starts with a reserved name
         (
             "source: s\ncolumns:\n  external_id: Id\n"
             "placeholder_email_domain: example.com.attacker.net\n",
