@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from acquisition_assets.core.database import AcquisitionDatabase, build_engine, resolve_database_url
 from acquisition_assets.core.migrations import upgrade_schema
@@ -66,6 +67,11 @@ def import_leads_command(file: Path, mapping: Path | None, url: str | None) -> N
         summary = import_leads(AcquisitionDatabase(url=url), file, column_mapping)
     except MappingError as error:
         raise click.ClickException(str(error)) from error
+    except SQLAlchemyError as error:
+        detail = str(error.orig if getattr(error, "orig", None) else error).strip()
+        raise click.ClickException(
+            f"database error: {detail}\nCheck --url or ACQUISITION_DATABASE_URL."
+        ) from error
     click.echo(json.dumps(summary.as_dict(), indent=2))
 
 
