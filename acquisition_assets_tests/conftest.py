@@ -4,10 +4,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg2
 import pytest
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import make_url
 
 from acquisition_assets.core.database import AcquisitionDatabase
@@ -119,6 +121,15 @@ def materialize_all(resources: dict[str, dg.ConfigurableResource]) -> dg.Execute
     result = dg.materialize(ALL_ASSETS, resources=resources, raise_on_error=True)
     assert result.success
     return result
+
+
+def count_rows(database: AcquisitionDatabase, table: Table, *conditions: Any) -> int:
+    """Count a table's rows that meet every condition."""
+    statement = select(func.count()).select_from(table)
+    for condition in conditions:
+        statement = statement.where(condition)
+    with database.connect() as connection:
+        return connection.execute(statement).scalar_one()
 
 
 def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]:

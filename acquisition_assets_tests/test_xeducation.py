@@ -4,25 +4,29 @@ import pytest
 from sqlalchemy import func, select
 
 from acquisition_assets.core.database import AcquisitionDatabase
-from acquisition_assets.core.schema import crm_sync_state, email_sends, lead_intake, lead_rejections, leads
+from acquisition_assets.core.schema import (
+    crm_sync_state,
+    email_sends,
+    lead_intake,
+    lead_rejections,
+    leads,
+)
 from acquisition_assets.definitions import ALL_ASSETS
 from acquisition_assets.intake.importer import import_leads
 from acquisition_assets.sandbox.process import SandboxProcess
-from acquisition_assets_tests.conftest import XEDUCATION_CSV, build_resources, materialize_all, metadata_of
+from acquisition_assets_tests.conftest import (
+    XEDUCATION_CSV,
+    build_resources,
+    count_rows,
+    materialize_all,
+    metadata_of,
+)
 
 XEDUCATION_ROWS = 9_240
 
 pytestmark = pytest.mark.skipif(
     not XEDUCATION_CSV.is_file(), reason=f"the X Education export is not at {XEDUCATION_CSV}"
 )
-
-
-def _count(database: AcquisitionDatabase, table, *conditions) -> int:
-    statement = select(func.count()).select_from(table)
-    for condition in conditions:
-        statement = statement.where(condition)
-    with database.connect() as connection:
-        return connection.execute(statement).scalar_one()
 
 
 def test_xeducation_export_runs_from_intake_to_crm(
@@ -32,9 +36,11 @@ def test_xeducation_export_runs_from_intake_to_crm(
     summary = import_leads(database, XEDUCATION_CSV)
     assert summary.rows_read == XEDUCATION_ROWS
     assert summary.inserted + summary.rejected == XEDUCATION_ROWS
-    assert _count(database, lead_intake) + _count(
-        database, lead_rejections, lead_rejections.c.stage == "import"
-    ) == XEDUCATION_ROWS
+    assert (
+        count_rows(database, lead_intake)
+        + count_rows(database, lead_rejections, lead_rejections.c.stage == "import")
+        == XEDUCATION_ROWS
+    )
     with database.connect() as connection:
         reasons = connection.execute(select(lead_rejections.c.reason)).scalars().all()
     assert all(reason for reason in reasons)
@@ -60,7 +66,7 @@ def test_xeducation_export_runs_from_intake_to_crm(
     assert metadata_of(second, "crm_sync")["deferred"] == 0
     messages = fresh_sandbox.messages()
     assert set(messages["by_idempotency_key"].values()) == {1}
-    assert messages["count"] == _count(database, email_sends, email_sends.c.status == "sent")
-    segmented = _count(database, leads, leads.c.segmented_at.is_not(None))
-    assert _count(database, crm_sync_state, crm_sync_state.c.status == "synced") == segmented
+    assert messages["count"] == count_rows(database, email_sends, email_sends.c.status == "sent")
+    segmented = count_rows(database, leads, leads.c.segmented_at.is_not(None))
+    assert count_rows(database, crm_sync_state, crm_sync_state.c.status == "synced") == segmented
     assert fresh_sandbox.contacts()["count"] == segmented
