@@ -11,8 +11,8 @@ from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.core.http import RetryPolicy
 from acquisition_assets.settings import PipelineSettings
 
-# Added to the longest time one request can take (connect plus read timeout) before another
-# process may take over a probe whose outcome was never recorded (seconds).
+# Margin added to the longest time one request can take, connect plus read timeout, to get
+# the time after which another process takes over a probe that recorded no outcome (seconds).
 PROBE_MARGIN_SECONDS = 5.0
 
 

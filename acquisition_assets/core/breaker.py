@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
-# Opening is a degradation worth a warning; probing and closing are progress.
+# Opening degrades the service, so it is a warning. Probing and closing are progress.
 TRANSITION_LOG_LEVELS = {OPEN: logging.WARNING, HALF_OPEN: logging.INFO, CLOSED: logging.INFO}
 MAX_ERROR_CHARS = 500
 
@@ -109,6 +109,10 @@ class CircuitBreaker:
             row.last_error,
         )
 
+    def is_closed(self) -> bool:
+        """Return whether calls may go out in parallel: the breaker is closed or disabled."""
+        return not self.enabled or self.snapshot().state == CLOSED
+
     def call(self, function: Callable[[], T]) -> T:
         """Run `function` through the breaker, raising CircuitOpenError if it is open."""
         if not self.enabled:
@@ -135,11 +139,11 @@ class CircuitBreaker:
         elif probe_started_at is None:
             return
         elif isinstance(error, ApiStatusError):
-            # The service answered, so it is up, even though it rejected this request.
+            # The service responded, so it is up, even though it rejected this request.
             self._close("probe reached the service")
         else:
-            # An interrupt or a bug before any answer says nothing about the service, so the
-            # probe goes back unused and the next caller may probe at once.
+            # An interrupt or a bug before any response tells nothing about the service, so
+            # the probe is given back unused and the next caller may probe at once.
             self._transition(
                 HALF_OPEN,
                 OPEN,
@@ -259,7 +263,7 @@ class CircuitBreaker:
     def _transition(
         self, expected: str, new: str, reason: str, values: dict[str, Any], *conditions: Any
     ) -> bool:
-        """Move from `expected` to `new` if the state is still `expected`; store and log it."""
+        """Move from `expected` to `new` if the state is still `expected`, storing the change."""
         now = self._clock()
         with self._engine.begin() as connection:
             changed = connection.execute(

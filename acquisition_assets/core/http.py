@@ -23,12 +23,13 @@ from acquisition_assets.core.errors import (
     CircuitOpenError,
     RetryLaterError,
 )
+from acquisition_assets.core.ratelimit import RequestRateLimiter
 
 logger = logging.getLogger(__name__)
 
 # Statuses that mean the service is unhealthy or busy; every other 4xx means a bad request.
 TRANSIENT_CLIENT_STATUSES = frozenset({408, 429})
-# 429 (RFC 6585, section 4) and 503 (RFC 9110, section 15.6.4) say the server did not handle
+# 429 (RFC 6585, section 4) and 503 (RFC 9110, section 15.6.4) mean the server did not handle
 # the request, so even a request that is not idempotent may be sent again, and their
 # Retry-After is honoured. Other statuses may come after the request took effect.
 UNPROCESSED_STATUSES = frozenset({429, 503})
@@ -98,7 +99,7 @@ class JsonApiClient:
 
     A request is retried with backoff and jitter on 5xx, 408, 429, timeouts and connection
     errors only when the caller marks it idempotent. A request the service certainly did not
-    act on (no connection was made, or a 429 or 503 answer) is retried in any case. The
+    act on (no connection was made, or the response was 429 or 503) is retried in any case. The
     Retry-After of a 429 or 503 replaces the backoff; one above the cap raises
     RetryLaterError instead of holding the worker.
     """
@@ -114,8 +115,10 @@ class JsonApiClient:
         retry_policy: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        rate_limiter: RequestRateLimiter | None = None,
     ):
         self.name = name
+        self.rate_limiter = rate_limiter
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.breaker = breaker
@@ -154,8 +157,8 @@ class JsonApiClient:
     ) -> requests.Response:
         """Send one request, retrying where safe, and return the response.
 
-        `before_retry` runs after each backoff wait and before the request is sent again;
-        an exception it raises ends the request without sending it.
+        `before_retry` runs after each backoff wait and before the request is sent again.
+        An exception it raises ends the request without sending it.
         """
         attempt = 1
         while True:
@@ -218,6 +221,8 @@ class JsonApiClient:
         ok_statuses: frozenset[int],
     ) -> requests.Response:
         url = f"{self.base_url}{path}"
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
         started = time.perf_counter()
         try:
             response = self.session.request(
@@ -282,4 +287,7 @@ class JsonApiClient:
                 "connections_opened": connections,
                 "connections_reused": max(pooled_requests - connections, 0),
                 "pool_idle_slots": idle,
+                "rate_limit_wait_seconds": round(
+                    self.rate_limiter.waited_seconds if self.rate_limiter else 0.0, 4
+                ),
             }

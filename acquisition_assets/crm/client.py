@@ -10,6 +10,7 @@ from acquisition_assets.core.api_resource import ApiResource
 from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.core.errors import ApiClientError
 from acquisition_assets.core.http import JsonApiClient
+from acquisition_assets.core.ratelimit import RequestRateLimiter
 from acquisition_assets.settings import PipelineSettings
 
 # HubSpot's batch endpoints take at most 100 inputs per request.
@@ -109,6 +110,16 @@ class HubSpotCrmApi(ApiResource):
     referral_form_guid: str = Field(
         default="referral-signup", description="Form whose submissions are referral sign-ups."
     )
+    max_requests_per_10_seconds: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Requests the client starts in any 10 seconds (requests). Staying under the "
+            "portal's burst quota avoids 429s, which count as breaker failures. HubSpot's "
+            "developer changelog gives 190 per 10 seconds for private apps on Professional "
+            "and Enterprise accounts; lower tiers allow fewer, hence the default of 100."
+        ),
+    )
 
     def open(self, database: AcquisitionDatabase, settings: PipelineSettings) -> HubSpotClient:
         """Create a client with its own pooled session, sized to the worker count."""
@@ -120,5 +131,6 @@ class HubSpotCrmApi(ApiResource):
             pool_size=settings.worker_count() + 2,
             breaker=self.breaker(CRM_BREAKER, database, settings),
             retry_policy=self.retry_policy(),
+            rate_limiter=RequestRateLimiter(self.max_requests_per_10_seconds, 10.0),
         )
         return HubSpotClient(http)

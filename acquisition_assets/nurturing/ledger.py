@@ -52,7 +52,7 @@ MAX_ERROR_CHARS = 1000
 
 
 class ClaimLostError(Exception):
-    """The rows of a batch in flight were settled or claimed again by someone else."""
+    """The rows of a batch in flight were settled or claimed again by another run."""
 
 
 @dataclass
@@ -123,6 +123,9 @@ def reconcile_in_flight(
     'sending' and the reason goes into the report: an open breaker or a long Retry-After as
     a deferral, any other API error as an error.
     """
+    # NOTE: a single attempt that outlasts `older_than` (connect plus read timeout, or a
+    # provider that keeps processing after the client gave up) may be reconciled as missing
+    # while the provider still sends it, and is then sent twice.
     cutoff = utcnow() - older_than
     batches = _stale_batches(database, kind, cutoff)
     for position, batch_id in enumerate(batches):
@@ -181,7 +184,7 @@ def _settle_batch(
     cutoff: datetime,
     message_ids: dict[str | None, str | None],
 ) -> tuple[int, int]:
-    """Mark a stale batch's rows sent or pending by what the provider has; return both counts."""
+    """Mark a stale batch's rows sent or pending by what the provider has, and count both."""
     with database.begin(writes=["email_sends"]) as connection:
         rows = connection.execute(
             select(email_sends.c.id, email_sends.c.idempotency_key).where(
@@ -213,18 +216,24 @@ def _settle_batch(
     return settled, len(changes) - settled
 
 
-def claim_batch(database: AcquisitionDatabase, kind: str, size: int) -> tuple[str, list[Any]]:
-    """Mark up to `size` pending rows as 'sending' under a new batch id and return them.
+def claim_batch(
+    database: AcquisitionDatabase, kind: str, size: int, after_id: int = 0
+) -> tuple[str, list[Any]]:
+    """Mark up to `size` pending rows with an id above `after_id` as 'sending' and return them.
 
-    The status guard in the UPDATE makes the claim atomic: a row another worker claimed
-    first is not taken again.
+    The rows get a new batch id. The status guard in the UPDATE makes the claim atomic: a
+    row another worker claimed first is not taken again.
     """
     batch_id = uuid.uuid4().hex
     now = utcnow()
     with database.begin(writes=["email_sends"]) as connection:
         candidates = (
             select(email_sends.c.id)
-            .where(email_sends.c.kind == kind, email_sends.c.status == PENDING)
+            .where(
+                email_sends.c.kind == kind,
+                email_sends.c.status == PENDING,
+                email_sends.c.id > after_id,
+            )
             .order_by(email_sends.c.id)
             .limit(size)
         )
@@ -338,7 +347,7 @@ def _record_answers(
     results: list[SendResult],
     report: SendReport,
 ) -> None:
-    """Store the provider's answer per message; rows settled elsewhere meanwhile keep theirs."""
+    """Store the provider's result for each message, except in rows settled meanwhile."""
     now = utcnow()
     with database.begin(writes=["email_sends", "leads"]) as connection:
         still_claimed = select(email_sends.c.id).where(
@@ -382,7 +391,7 @@ def _record_answers(
     )
     if len(changes) < len(rows):
         logger.warning(
-            "email batch %s: %d rows were settled by a reconciliation before the answer "
+            "email batch %s: %d rows were settled by a reconciliation before the response "
             "arrived; their reconciled status stands",
             batch_id,
             len(rows) - len(changes),
@@ -434,8 +443,9 @@ def send_pending(
 ) -> SendReport:
     """Send up to `limit` pending rows of one kind in batches, `workers` batches at a time.
 
-    An open breaker or a Retry-After beyond the cap stops the pass, in reconciliation or in
-    sending: the rows not yet sent stay pending and count as deferred. A batch the provider
+    A pass takes each row at most once. An open breaker or a Retry-After beyond the cap
+    stops the pass, in reconciliation or in sending: the rows not yet sent stay pending and
+    count as deferred. A batch the provider
     did not act on (429, 503, no connection) goes back to pending. A batch whose outcome is
     unknown (timeout, lost answer, other 5xx) stays in 'sending' until reconciliation
     settles it.
@@ -475,7 +485,7 @@ def send_pending(
             _settle_failed_batch(database, batch_id, len(rows), error, report)
             return
         except ValueError as error:
-            # An answer that does not match the batch: the provider may have sent it.
+            # A response that does not match the batch: the provider may have sent it.
             report.add(unknown_outcome=len(rows))
             report.errors.append(mask_emails_in(str(error)))
             return
@@ -484,13 +494,22 @@ def send_pending(
             on_batch(batch_id, len(rows))
 
     remaining = limit
+    # Claims follow the id order from this cursor, so a row that goes back to pending is
+    # tried again in the next run, not in a tight loop within this one.
+    last_claimed_id = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while remaining > 0 and not stop_reason:
+            # While the breaker is not closed the next call is its probe: send that batch
+            # alone, because parallel ones would fail fast and stop the pass.
+            width = workers if client.http.breaker.is_closed() else 1
             claims = []
-            while len(claims) < workers and remaining > 0:
-                batch_id, rows = claim_batch(database, kind, min(batch_size, remaining))
+            while len(claims) < width and remaining > 0:
+                batch_id, rows = claim_batch(
+                    database, kind, min(batch_size, remaining), last_claimed_id
+                )
                 if not rows:
                     break
+                last_claimed_id = rows[-1].id
                 claims.append((batch_id, rows))
                 remaining -= len(rows)
                 report.add(claimed=len(rows))

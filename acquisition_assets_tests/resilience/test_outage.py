@@ -26,7 +26,7 @@ WORKERS = 4
 RECOVERY_SECONDS = 60.0
 
 
-def test_outage_opens_breaker_defers_and_probe_recovers(
+def test_outage_defers_then_probe_recovers(
     database_url: str, fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
     clock = ManualClock()
