@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LEADS ?=
+MAPPING ?=
 PG_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install demo test lint services clean
+.PHONY: install demo ui test lint services clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,11 @@ services:
 		echo "PostgreSQL did not start on 127.0.0.1:5432" >&2; exit 1
 
 demo: $(STAMP)
-	$(BIN)/acquisition demo $(if $(LEADS),--leads $(LEADS),)
+	$(BIN)/acquisition demo $(if $(LEADS),--leads "$(LEADS)",) $(if $(MAPPING),--mapping "$(MAPPING)",)
+
+# The Dagster UI and a sandbox, on the demo's database; Ctrl-C stops both.
+ui: $(STAMP)
+	$(BIN)/acquisition ui
 
 test: $(STAMP) services
 	ACQUISITION_TEST_POSTGRES_URL=$(PG_URL) $(BIN)/python -m pytest

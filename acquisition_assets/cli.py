@@ -2,24 +2,36 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from acquisition_assets.core.database import AcquisitionDatabase, build_engine, resolve_database_url
+from acquisition_assets.core.database import (
+    DATABASE_URL_ENV,
+    AcquisitionDatabase,
+    build_engine,
+    resolve_database_url,
+)
 from acquisition_assets.core.migrations import upgrade_schema
 from acquisition_assets.core.schema import acquisition_reports
 from acquisition_assets.intake.importer import import_leads
 from acquisition_assets.intake.mapping import XEDUCATION, MappingError, load_mapping
 from acquisition_assets.intake.sample import write_sample
 
+if TYPE_CHECKING:
+    from acquisition_assets.sandbox.process import SandboxProcess
+
 DEMO_DAGSTER_HOME = Path("data") / "dagster_home"
 DEMO_SAMPLE = Path("data") / "sample_leads.csv"
 DEMO_LOG = Path("data") / "demo_materialize.log"
+DEMO_DATABASE = Path("data") / "demo.db"
 
 
 @click.group()
@@ -148,30 +160,26 @@ def report(url: str | None) -> None:
     help="YAML column mapping for a layout other than the X Education export.",
 )
 def demo(leads_file: Path | None, mapping: Path | None) -> None:
-    """Start the sandbox, import leads, materialize every asset and print the report."""
+    """Start the sandbox, import leads, materialize every asset and print the report.
+
+    Without ACQUISITION_DATABASE_URL the demo starts from an empty data/demo.db, so its
+    report covers exactly the given file. With it, the demo uses that database as it is.
+    """
     from acquisition_assets.sandbox.process import start_sandbox
 
     if leads_file is None:
         leads_file = write_sample(DEMO_SAMPLE)
         click.echo(f"generated sample leads in {leads_file}")
-    url = resolve_database_url()
-    click.echo(
-        f"database: {AcquisitionDatabase(url=url).engine.url.render_as_string(hide_password=True)}"
-    )
+    url = os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{DEMO_DATABASE}{suffix}").unlink(missing_ok=True)
+        url = resolve_database_url(f"sqlite:///{DEMO_DATABASE}")
+    click.echo(f"database: {make_url(url).render_as_string(hide_password=True)}")
     with start_sandbox() as sandbox_process:
         click.echo(f"sandbox email API {sandbox_process.email_url}, CRM {sandbox_process.crm_url}")
         ctx = click.get_current_context()
         ctx.invoke(import_leads_command, file=leads_file, mapping=mapping, url=url)
-        environment = {
-            **os.environ,
-            "ACQUISITION_DATABASE_URL": url,
-            "ACQUISITION_EMAIL_API_URL": sandbox_process.email_url,
-            "ACQUISITION_EMAIL_API_TOKEN": sandbox_process.email_token,
-            "ACQUISITION_CRM_API_URL": sandbox_process.crm_url,
-            "ACQUISITION_CRM_API_TOKEN": sandbox_process.crm_token,
-            "DAGSTER_HOME": str(DEMO_DAGSTER_HOME.resolve()),
-        }
-        DEMO_DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
         command = [
             str(Path(sys.executable).with_name("dagster")),
             "asset",
@@ -181,10 +189,14 @@ def demo(leads_file: Path | None, mapping: Path | None) -> None:
             "--select",
             "*",
         ]
-        click.echo(f"materializing every asset: {' '.join(command[1:])} (log: {DEMO_LOG})")
+        click.echo(f"materializing every asset: {shlex.join(command[1:])} (log: {DEMO_LOG})")
         with DEMO_LOG.open("w", encoding="utf-8") as log:
             finished = subprocess.run(
-                command, env=environment, stdout=log, stderr=subprocess.STDOUT, check=False
+                command,
+                env=_pipeline_environment(url, sandbox_process),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
             )
         if finished.returncode != 0:
             tail = DEMO_LOG.read_text(encoding="utf-8").splitlines()[-40:]
@@ -194,3 +206,48 @@ def demo(leads_file: Path | None, mapping: Path | None) -> None:
                 f"the whole log is in {DEMO_LOG}"
             )
     ctx.invoke(report, url=url)
+
+
+def _pipeline_environment(url: str, sandbox_process: "SandboxProcess") -> dict[str, str]:
+    """Return the environment a Dagster process needs to run the assets against the sandbox."""
+    DEMO_DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        DATABASE_URL_ENV: url,
+        "ACQUISITION_EMAIL_API_URL": sandbox_process.email_url,
+        "ACQUISITION_EMAIL_API_TOKEN": sandbox_process.email_token,
+        "ACQUISITION_CRM_API_URL": sandbox_process.crm_url,
+        "ACQUISITION_CRM_API_TOKEN": sandbox_process.crm_token,
+        "DAGSTER_HOME": str(DEMO_DAGSTER_HOME.resolve()),
+    }
+
+
+@main.command("ui")
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
+def ui(port: int) -> None:
+    """Start the sandbox and the Dagster UI on loopback, on the demo's database.
+
+    Stop it with Ctrl-C; the sandbox stops with it.
+    """
+    from acquisition_assets.sandbox.process import start_sandbox
+
+    url = os.environ.get(DATABASE_URL_ENV) or resolve_database_url(f"sqlite:///{DEMO_DATABASE}")
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-w",
+        "workspace.yaml",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    with start_sandbox() as sandbox_process:
+        click.echo(f"sandbox email API {sandbox_process.email_url}, CRM {sandbox_process.crm_url}")
+        click.echo(
+            f"Dagster UI on http://127.0.0.1:{port}, database {make_url(url).render_as_string()}"
+        )
+        try:
+            subprocess.run(command, env=_pipeline_environment(url, sandbox_process), check=False)
+        except KeyboardInterrupt:
+            click.echo("stopping")

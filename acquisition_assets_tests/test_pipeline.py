@@ -159,3 +159,26 @@ def test_graph_rerun_upserts_only_changed_contacts(
     final = materialize_all(resources)
     assert metadata_of(final, "crm_sync")["upserted"] == 0
     assert metadata_of(final, "nurturing_sends")["sent"] == 0
+
+
+def test_graph_reads_feeds_of_replaced_sandbox(
+    database_url: str, fresh_sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    database = _load_sample(database_url, tmp_path)
+    fresh_sandbox.set_faults("email", open_rate=0.9, click_rate=0.8)
+    resources = build_resources(database_url, fresh_sandbox)
+    materialize_all(resources)
+
+    # A new event feed and form store: the cursors stored by the first run no longer apply.
+    fresh_sandbox.reset()
+    fresh_sandbox.set_faults("email", open_rate=0.9, click_rate=0.8)
+    import_leads(database, write_sample(tmp_path / "more.csv", rows=40, seed=99))
+    second = materialize_all(resources)
+
+    sent = metadata_of(second, "nurturing_sends")["sent"]
+    engagement = metadata_of(second, "engagement")
+    assert sent >= 40
+    # Every accepted message produces a delivery or a bounce event at least.
+    assert engagement["delivery_events"] + engagement["bounce_events"] >= sent
+    assert engagement["events_for_unknown_messages"] == 0
+    assert metadata_of(second, "referrals")["submissions_processed"] > 0

@@ -59,7 +59,9 @@ def build_engine(url: str | None = None) -> Engine:
         )
         event.listen(engine, "connect", _enable_sqlite_concurrency)
         return engine
-    return create_engine(resolved, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # Every API worker thread of a step writes its own batch results, so the pool allows
+    # as many connections as the largest worker count the settings accept (64).
+    return create_engine(resolved, pool_pre_ping=True, pool_size=5, max_overflow=64)
 
 
 class AcquisitionDatabase(dg.ConfigurableResource):

@@ -274,9 +274,13 @@ def nurturing_sends(
         reconcile_after=timedelta(seconds=email_api.reconcile_after_seconds),
     )
     context.log.info(
-        "nurturing_sends: %d queued, %d sent, %d deferred, %d still pending",
+        "nurturing_sends: %d queued, %d sent, %d set aside as failed, %d to retry, "
+        "%d outcome unknown, %d deferred, %d still pending",
         enqueued,
         report.sent,
+        report.failed_permanently,
+        report.retry_later,
+        report.unknown_outcome,
         report.deferred,
         report.pending_after,
     )
@@ -288,15 +292,19 @@ def nurturing_sends(
 
 
 def _event_rows(
-    events: list[dict[str, Any]], sends_by_key: dict[str, Any], now: Any
+    events: list[dict[str, Any]], sends_by_message: dict[str, Any], feed_id: str | None, now: Any
 ) -> list[dict[str, Any]]:
+    """Turn feed events into email_events rows, linked to the send whose message they are.
+
+    Events are matched by the provider's message id, which is unique across every sender of
+    the account. An event for a message this database never sent is kept, unlinked.
+    """
     rows = []
     for event in events:
         event_type = RECORD_TYPES.get(event.get("RecordType", ""))
         if event_type is None:
             continue
-        key = (event.get("Metadata") or {}).get("idempotency_key")
-        send = sends_by_key.get(key)
+        send = sends_by_message.get(event.get("MessageID"))
         occurred = (
             event.get("DeliveredAt")
             or event.get("BouncedAt")
@@ -305,7 +313,7 @@ def _event_rows(
         )
         rows.append(
             {
-                "provider_event_id": str(event["ID"]),
+                "provider_event_id": f"{feed_id}:{event['ID']}" if feed_id else str(event["ID"]),
                 "provider_message_id": event.get("MessageID"),
                 "send_id": send.id if send else None,
                 "lead_id": send.lead_id if send else None,
@@ -316,6 +324,16 @@ def _event_rows(
             }
         )
     return rows
+
+
+def parse_feed_cursor(cursor: str) -> tuple[str | None, int]:
+    """Split a stored cursor "<feed id>:<last event id>" (or a bare id) into its parts."""
+    feed_id, _, last_id = cursor.rpartition(":")
+    return (feed_id or None), int(last_id or 0)
+
+
+def format_feed_cursor(feed_id: str | None, last_id: int) -> str:
+    return f"{feed_id}:{last_id}" if feed_id else str(last_id)
 
 
 def _parse_time(value: str | None) -> Any:
@@ -394,35 +412,46 @@ def engagement(
     step.track(client.http)
     totals: Counter = Counter()
     fetched = 0
+    unmatched = 0
     deferred_because = None
     while fetched < settings.max_leads_per_run * 5:
         with database.connect() as connection:
-            after = int(read_watermark(connection, EVENT_WATERMARK, "0"))
+            cursor = read_watermark(connection, EVENT_WATERMARK, "")
+        feed_id, after = parse_feed_cursor(cursor)
         # The HTTP call stays outside the transaction, so no database lock waits on the API.
         try:
-            events, last_id = client.fetch_events(after, EVENTS_PER_PAGE)
+            events, last_id, current_feed = client.fetch_events(after, EVENTS_PER_PAGE)
+            if feed_id and current_feed and current_feed != feed_id:
+                context.log.warning(
+                    "engagement: event feed %s replaced feed %s; reading it from the start",
+                    current_feed,
+                    feed_id,
+                )
+                events, last_id, current_feed = client.fetch_events(0, EVENTS_PER_PAGE)
         except (CircuitOpenError, RetryLaterError) as error:
             # The watermark stays put, so the next run fetches these events.
             deferred_because = str(error)
             break
-        if not events:
-            break
+        new_cursor = format_feed_cursor(current_feed, last_id)
         with database.begin(writes=["email_events", "leads", "pipeline_watermarks"]) as connection:
-            if int(lock_watermark(connection, EVENT_WATERMARK, "0")) != after:
+            if lock_watermark(connection, EVENT_WATERMARK, "") != cursor:
                 continue  # another run stored this page meanwhile
+            if not events:
+                set_watermark(connection, EVENT_WATERMARK, new_cursor)
+                break
             fetched += len(events)
-            keys = {(e.get("Metadata") or {}).get("idempotency_key") for e in events} - {None}
-            sends_by_key = {
-                row.idempotency_key: row
-                for chunk in chunked(sorted(keys), 500)
+            message_ids = {e.get("MessageID") for e in events} - {None, ""}
+            sends_by_message = {
+                row.provider_message_id: row
+                for chunk in chunked(sorted(message_ids), 500)
                 for row in connection.execute(
                     select(
-                        email_sends.c.id, email_sends.c.lead_id, email_sends.c.idempotency_key
-                    ).where(email_sends.c.idempotency_key.in_(chunk))
+                        email_sends.c.id, email_sends.c.lead_id, email_sends.c.provider_message_id
+                    ).where(email_sends.c.provider_message_id.in_(chunk))
                 ).all()
             }
             now = utcnow()
-            rows = _event_rows(events, sends_by_key, now)
+            rows = _event_rows(events, sends_by_message, current_feed, now)
             known = (
                 set(
                     connection.execute(
@@ -437,12 +466,14 @@ def engagement(
                 else set()
             )
             fresh = [row for row in rows if row["provider_event_id"] not in known]
+            unmatched += sum(1 for row in fresh if row["send_id"] is None)
             insert_ignore(connection, email_events, fresh, ["provider_event_id"])
             totals.update(_apply_engagement(connection, fresh, now))
-            set_watermark(connection, EVENT_WATERMARK, str(last_id))
+            set_watermark(connection, EVENT_WATERMARK, new_cursor)
     context.log.info("engagement: %d events fetched: %s", fetched, dict(totals))
     metadata = {
         "events_fetched": dg.MetadataValue.int(fetched),
+        "events_for_unknown_messages": dg.MetadataValue.int(unmatched),
         **{
             f"{kind}_events": dg.MetadataValue.int(totals.get(kind, 0))
             for kind in RECORD_TYPES.values()

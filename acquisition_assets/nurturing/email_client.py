@@ -40,7 +40,7 @@ class PostmarkClient:
     ) -> list[SendResult]:
         """Send up to 500 messages in one request; the answer has one result per message.
 
-        `before_retry` runs before the request is sent again after a 429 or 503 answer.
+        `before_retry` runs before the request is sent again after a 429 or 503 response.
         """
         if len(messages) > MAX_BATCH_MESSAGES:
             raise ValueError(
@@ -84,12 +84,18 @@ class PostmarkClient:
             if not messages or offset >= int(page.get("TotalCount", 0)):
                 return found
 
-    def fetch_events(self, after: int, count: int = 500) -> tuple[list[dict[str, Any]], int]:
-        """Return events with an ID above `after` and the cursor to pass next time."""
+    def fetch_events(
+        self, after: int, count: int = 500
+    ) -> tuple[list[dict[str, Any]], int, str | None]:
+        """Return events with an ID above `after`, the last ID returned and the feed's id.
+
+        Event IDs count up within one feed. A different feed id means the feed was replaced
+        (a new receiver queue, a restarted sandbox) and its IDs started again.
+        """
         page = self.http.request(
             "GET", "/webhook-events", params={"after": after, "count": count}, idempotent=True
         ).json()
-        return page.get("Events", []), int(page.get("LastID", after))
+        return page.get("Events", []), int(page.get("LastID", after)), page.get("FeedID")
 
 
 class PostmarkEmailApi(ApiResource):

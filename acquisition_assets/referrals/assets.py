@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from acquisition_assets.core.clock import utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
-from acquisition_assets.core.errors import CircuitOpenError, RetryLaterError
+from acquisition_assets.core.errors import ApiClientError, CircuitOpenError, RetryLaterError
 from acquisition_assets.core.privacy import mask_email
 from acquisition_assets.core.schema import email_events, lead_intake, leads
 from acquisition_assets.core.schema import referral_invites as referral_invites_table
@@ -144,7 +144,7 @@ def judge_submissions(
         values = _values(submission)
         code = values.get("referral_code", "").strip()
         raw_email = values.get("email", "")
-        key = hashlib.sha256(json.dumps(submission, sort_keys=True).encode()).hexdigest()
+        key = submission_key(submission)
         submitted_ms = submission.get("submittedAt")
         submitted = (
             datetime.fromtimestamp(submitted_ms / 1000, timezone.utc) if submitted_ms else None
@@ -232,14 +232,10 @@ def referrals(
         with database.connect() as connection:
             cursor = read_watermark(connection, SUBMISSION_WATERMARK, "")
         try:
-            page, next_cursor = client.form_submissions(
-                crm_api.referral_form_guid, cursor or None, SUBMISSIONS_PER_PAGE
-            )
+            page, next_cursor, used_cursor = _read_page(context, client, crm_api, cursor)
         except (CircuitOpenError, RetryLaterError) as error:
             # The cursor stays put, so the next run reads these sign-ups.
             deferred_because = str(error)
-            break
-        if not page:
             break
         with database.begin(
             writes=["referrals", "lead_intake", "pipeline_watermarks"]
@@ -250,10 +246,10 @@ def referrals(
             insert_ignore(connection, referrals_table, rows, ["submission_key"])
             insert_ignore(connection, lead_intake, intake_rows, ["intake_key"])
             _link_intake(connection, rows)
-            set_watermark(
-                connection, SUBMISSION_WATERMARK, next_cursor or _end_cursor(cursor, page)
-            )
-        processed += len(page)
+            # On the last page the cursor stays at this page's start: the next run reads the
+            # page again and takes only the sign-ups that it has not stored yet.
+            set_watermark(connection, SUBMISSION_WATERMARK, next_cursor or used_cursor)
+        processed += len(rows)
         outcomes.update(row["status"] for row in rows)
         examples.extend(rows)
         if not next_cursor:
@@ -278,13 +274,44 @@ def referrals(
     return step.finish(processed, metadata)
 
 
-def _end_cursor(cursor: str, page: list[dict[str, Any]]) -> str:
-    # NOTE: with no 'next' link the API gives no cursor for the position after the last
-    # page; the sandbox's cursors are offsets, so this counts on that.
-    return str(int(cursor or 0) + len(page))
+def _read_page(
+    context: dg.AssetExecutionContext, client: Any, crm_api: HubSpotCrmApi, cursor: str
+) -> tuple[list[dict[str, Any]], str | None, str]:
+    """Read one page of sign-ups; return it, the next cursor and the cursor it was read at.
+
+    A stored cursor that the CRM rejects (a replaced form, a restarted sandbox) is dropped
+    and the form is read from the start. Sign-ups stored before are skipped by their key.
+    """
+    guid = crm_api.referral_form_guid
+    try:
+        page, next_cursor = client.form_submissions(guid, cursor or None, SUBMISSIONS_PER_PAGE)
+        return page, next_cursor, cursor
+    except ApiClientError as error:
+        if not cursor or error.status != 400:
+            raise
+        context.log.warning("referrals: stored cursor rejected (%s); reading from the start", error)
+    page, next_cursor = client.form_submissions(guid, None, SUBMISSIONS_PER_PAGE)
+    return page, next_cursor, ""
+
+
+def submission_key(submission: dict[str, Any]) -> str:
+    """Identify a sign-up by its whole content, including the time it was submitted."""
+    return hashlib.sha256(json.dumps(submission, sort_keys=True).encode()).hexdigest()
 
 
 def _judge_page(connection: Any, page: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    stored = (
+        set(
+            connection.execute(
+                select(referrals_table.c.submission_key).where(
+                    referrals_table.c.submission_key.in_([submission_key(s) for s in page])
+                )
+            ).scalars()
+        )
+        if page
+        else set()
+    )
+    page = [submission for submission in page if submission_key(submission) not in stored]
     codes = {_values(s).get("referral_code", "").strip() for s in page} - {""}
     referrers = (
         {

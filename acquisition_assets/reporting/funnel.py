@@ -21,6 +21,7 @@ from acquisition_assets.core.schema import (
 # invalidates them sooner.
 REPORT_CACHE_TTL_SECONDS = 300.0
 BAR_WIDTH = 40
+INTAKE_STAGES = ("intake_rows", "rejected_at_import", "rejected_at_validation")
 
 
 def _count(database: AcquisitionDatabase, name: str, table: Any, *conditions: Any) -> int:
@@ -91,10 +92,16 @@ def funnel_counts(database: AcquisitionDatabase) -> dict[str, int]:
 
 def render_report(counts: dict[str, int]) -> str:
     """Render the funnel as a Markdown table and a bar chart relative to the lead count."""
-    lines = ["| stage | count | share of leads |", "| --- | ---: | ---: |"]
-    base = counts.get("leads") or 1
+    lines = ["| stage | count | share |", "| --- | ---: | ---: |"]
+    intake_base = (counts["intake_rows"] + counts["rejected_at_import"]) or 1
+    lead_base = counts["leads"] or 1
     for name, value in counts.items():
-        lines.append(f"| {name} | {value:,} | {100.0 * value / base:.1f} % |")
+        # Intake and rejection rows are shares of all rows received, the rest of leads.
+        if name in INTAKE_STAGES:
+            share = f"{100.0 * value / intake_base:.1f} % of rows"
+        else:
+            share = f"{100.0 * value / lead_base:.1f} % of leads"
+        lines.append(f"| {name} | {value:,} | {share} |")
     chart_stages = [
         "leads",
         "enrolled",

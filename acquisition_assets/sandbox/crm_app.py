@@ -147,15 +147,25 @@ class CrmApi:
             limit = int_query_param(
                 params, "limit", DEFAULT_SUBMISSION_LIMIT, 1, MAX_SUBMISSION_LIMIT
             )
-            start = int_query_param(params, "after", 0, 0, None)
+            start = self._cursor_index(params.get("after"))
         except ValueError as exc:
             return crm_error(400, "VALIDATION_ERROR", str(exc))
 
-        # The cursor is the index of the next submission; clients treat it as opaque.
+        # The cursor is "<store prefix>.<index of the next submission>"; clients treat it as
+        # opaque. A cursor from before a reset or restart is rejected rather than misread.
+        prefix = self.state.crm_store.cursor_prefix
         body: dict[str, Any] = {"results": submissions[start : start + limit]}
         if start + limit < len(submissions):
-            body["paging"] = {"next": {"after": str(start + limit)}}
+            body["paging"] = {"next": {"after": f"{prefix}.{start + limit}"}}
         return JSONResponse(body)
+
+    def _cursor_index(self, cursor: str | None) -> int:
+        if not cursor:
+            return 0
+        prefix, _, index = cursor.partition(".")
+        if prefix != self.state.crm_store.cursor_prefix or not index.isdigit():
+            raise ValueError(f"paging cursor {cursor!r} is not valid for this form; start again")
+        return int(index)
 
     async def list_contacts(self, request: Request) -> Response:
         """GET /_sandbox/contacts: every stored contact with its upsert count."""

@@ -182,7 +182,9 @@ class EmailApi:
         # Event ids are 1-based list positions, so the page starts at index after.
         events = self.state.email_store.events[after : after + count]
         last_id = events[-1]["ID"] if events else after
-        return JSONResponse({"Events": events, "LastID": last_id})
+        return JSONResponse(
+            {"Events": events, "LastID": last_id, "FeedID": self.state.email_store.feed_id}
+        )
 
     async def list_messages(self, request: Request) -> Response:
         """GET /_sandbox/messages: stored messages plus send counts per idempotency key."""

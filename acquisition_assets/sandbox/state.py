@@ -2,6 +2,7 @@
 
 import random
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,6 +133,8 @@ class EmailStore:
     events: list[dict[str, Any]] = field(default_factory=list)
     suppressed: set[str] = field(default_factory=set)
     messages_rejected: int = 0
+    # Event ids start again at 1 in every store, so clients need to tell feeds apart.
+    feed_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def add_event(self, event: dict[str, Any]) -> None:
         """Append an event under the next event id, which is the feed cursor."""
@@ -157,6 +160,8 @@ class CrmStore:
     contacts: dict[str, Contact] = field(default_factory=dict)
     contact_ids: set[str] = field(default_factory=set)
     upsert_inputs: int = 0
+    # Prefix of every submissions cursor, so a cursor from an earlier store is rejected.
+    cursor_prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     submissions: dict[str, list[dict[str, Any]]] = field(
         default_factory=lambda: {REFERRAL_FORM_GUID: []}
     )

@@ -161,6 +161,18 @@ def test_form_submissions_page_with_cursor(sandbox):
     assert second["results"][0]["pageUrl"] == "http://127.0.0.1/referral"
 
 
+def test_form_submissions_reject_cursor_of_earlier_store(sandbox):
+    for i in range(3):
+        sandbox.add_submission({"email": f"friend{i}@example.com", "referral_code": "R1"})
+    cursor = list_submissions(sandbox, limit=2).json()["paging"]["next"]["after"]
+    sandbox.reset()
+
+    response = list_submissions(sandbox, limit=2, after=cursor)
+
+    assert response.status_code == 400
+    assert "not valid for this form" in response.json()["message"]
+
+
 def test_form_submissions_unknown_form_is_404(sandbox):
     response = list_submissions(sandbox, form_guid="no-such-form")
 

@@ -206,7 +206,17 @@ def test_webhook_events_page_by_cursor(sandbox):
     assert [event["ID"] for event in first["Events"]] == [1, 2, 3, 4]
     assert first["LastID"] == 4
     assert [event["ID"] for event in second["Events"]] == [5, 6]
-    assert empty == {"Events": [], "LastID": 6}
+    assert empty["Events"] == []
+    assert empty["LastID"] == 6
+    assert empty["FeedID"] == first["FeedID"]
+
+
+def test_webhook_events_feed_id_changes_on_reset(sandbox):
+    before = get_events(sandbox, after=0)["FeedID"]
+    sandbox.reset()
+    after = get_events(sandbox, after=0)["FeedID"]
+    assert before
+    assert after != before
 
 
 def test_webhook_events_follow_postmark_shapes(sandbox):
