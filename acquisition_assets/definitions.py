@@ -6,8 +6,9 @@ from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.crm.assets import crm_sync
 from acquisition_assets.crm.client import HubSpotCrmApi
 from acquisition_assets.intake.assets import new_leads
-from acquisition_assets.nurturing.assets import engagement, nurturing_enrollments, nurturing_sends
+from acquisition_assets.nurturing.assets import nurturing_enrollments, nurturing_sends
 from acquisition_assets.nurturing.email_client import PostmarkEmailApi
+from acquisition_assets.nurturing.engagement import engagement
 from acquisition_assets.referrals.assets import referral_invites, referrals
 from acquisition_assets.reporting.assets import acquisition_report, performance_metrics
 from acquisition_assets.scoring.assets import lead_scoring_model, lead_segments, scored_leads
