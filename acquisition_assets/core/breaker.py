@@ -37,7 +37,7 @@ class BreakerSnapshot:
 
 
 def counts_as_failure(error: BaseException) -> bool:
-    """Return whether an error says the service is unhealthy, as opposed to a bad request."""
+    """Return whether an error shows the service is unhealthy, as opposed to a bad request."""
     return isinstance(error, ApiError) and error.transient
 
 
@@ -142,7 +142,7 @@ class CircuitBreaker:
             # The service responded, so it is up, even though it rejected this request.
             self._close("probe reached the service")
         else:
-            # An interrupt or a bug before any response tells nothing about the service, so
+            # An interrupt or a bug before any response shows nothing about the service, so
             # the probe is given back unused and the next caller may probe at once.
             self._transition(
                 HALF_OPEN,

@@ -67,7 +67,7 @@ def build_engine(url: str | None = None) -> Engine:
 class AcquisitionDatabase(dg.ConfigurableResource):
     """The acquisition database: SQLite by default, PostgreSQL through a URL.
 
-    Set-up applies pending migrations, so every step sees the current schema.
+    Set-up applies pending migrations, so every step works on the current schema.
     """
 
     url: str | None = Field(

@@ -62,7 +62,7 @@ class HttpStats:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Return the wait a Retry-After header asks for, in seconds (delta or HTTP date)."""
+    """Return the wait that a Retry-After header requests, in seconds (delta or HTTP date)."""
     if not value:
         return None
     try:
@@ -130,8 +130,9 @@ class JsonApiClient:
         self._stats_lock = threading.Lock()
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json", **headers})
-        # Retries are done by `request`, which knows which calls are idempotent. The pool
-        # holds a connection per worker thread so none is dropped as 'pool is full'.
+        # Retries are done by `request`, because only its caller can tell which calls are
+        # idempotent. The pool holds a connection per worker thread, so urllib3 drops none
+        # with 'Connection pool is full'.
         adapter = HTTPAdapter(
             pool_connections=1,
             pool_maxsize=pool_size,
@@ -252,7 +253,7 @@ class JsonApiClient:
     def _status_error(self, method: str, path: str, response: requests.Response) -> ApiError:
         status = response.status_code
         body = response.text[:1000]
-        message = f"{self.name} {method} {path} answered HTTP {status}: {body[:200]}"
+        message = f"{self.name} {method} {path} responded with HTTP {status}: {body[:200]}"
         if 400 <= status < 500 and status not in TRANSIENT_CLIENT_STATUSES:
             return ApiClientError(message, status, body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))

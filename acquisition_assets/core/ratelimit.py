@@ -9,7 +9,7 @@ from collections.abc import Callable
 class RequestRateLimiter:
     """Lets at most `max_requests` start in any `window_seconds`; callers over it wait.
 
-    NOTE: the limit holds within one process. Steps that call the same API at the same time
+    NOTE: the limit applies within one process. Steps that call the same API at the same time
     from several processes share the provider's quota without coordinating.
     """
 

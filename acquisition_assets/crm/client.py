@@ -37,7 +37,7 @@ class HubSpotClient:
         """Create or update contacts by email in one request.
 
         `contacts` are property maps that each carry "email". Upserting is idempotent, so
-        the request is retried on transient errors. A 207 answer records the failed inputs
+        the request is retried on transient errors. A 207 response records the failed inputs
         in `errors`; a 400 for the whole batch records every input as failed.
         """
         if len(contacts) > MAX_BATCH_INPUTS:

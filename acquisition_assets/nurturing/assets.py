@@ -81,9 +81,7 @@ def nurturing_enrollments(
                 select(nurture_enrollments.c.sequence, func.count())
                 .where(nurture_enrollments.c.status == "active")
                 .group_by(nurture_enrollments.c.sequence)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     context.log.info("nurturing_enrollments: %d enrolled, %d stopped", enrolled, stopped)
     return step.finish(

@@ -20,7 +20,7 @@ EMAIL_BREAKER = "email"
 
 @dataclass(frozen=True)
 class SendResult:
-    """The provider's answer for one message of a batch."""
+    """The provider's response for one message of a batch."""
 
     error_code: int
     message: str
@@ -38,7 +38,7 @@ class PostmarkClient:
         messages: list[dict[str, Any]],
         before_retry: Callable[[], None] | None = None,
     ) -> list[SendResult]:
-        """Send up to 500 messages in one request; the answer has one result per message.
+        """Send up to 500 messages in one request; the response has one result per message.
 
         `before_retry` runs before the request is sent again after a 429 or 503 response.
         """
@@ -46,7 +46,7 @@ class PostmarkClient:
             raise ValueError(
                 f"a batch holds at most {MAX_BATCH_MESSAGES} messages, got {len(messages)}"
             )
-        # Not idempotent: a resend after a lost answer would send twice. The send ledger
+        # Not idempotent: a resend after a lost response would send twice. The send ledger
         # reconciles such batches through search_outbound instead.
         response = self.http.request(
             "POST", "/email/batch", json=messages, idempotent=False, before_retry=before_retry
@@ -54,7 +54,7 @@ class PostmarkClient:
         answers = response.json()
         if not isinstance(answers, list) or len(answers) != len(messages):
             raise ValueError(
-                f"email batch answer has {len(answers) if isinstance(answers, list) else 'no'} "
+                f"email batch response has {len(answers) if isinstance(answers, list) else 'no'} "
                 f"results for {len(messages)} messages"
             )
         return [

@@ -3,7 +3,7 @@
 A row moves pending -> sending -> sent | failed. The key (kind, lead, step) is unique, so
 enqueuing the same email twice does nothing. A batch is claimed by writing a fresh batch id
 into its rows before the API call, and every message carries that id and its own key in
-Postmark metadata. Rows a crash or a lost answer leaves in 'sending' are reconciled with
+Postmark metadata. Rows a crash or a lost response leaves in 'sending' are reconciled with
 the provider's outbound message search (by batch id) before anything is sent again: found
 messages become 'sent', missing ones go back to 'pending'. A batch that is about to be sent
 again renews its claim first, so a reconciliation in another process and a retry here
@@ -57,7 +57,7 @@ class ClaimLostError(Exception):
 
 @dataclass
 class SendReport:
-    """What one pass over the ledger did."""
+    """Counters of one pass over the ledger."""
 
     claimed: int = 0
     sent: int = 0

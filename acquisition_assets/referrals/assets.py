@@ -198,7 +198,7 @@ def judge_submissions(
                     "first_name": values.get("firstname") or None,
                     "lead_source": "referral",
                     "lead_origin": "Referral Form",
-                    # The referral form asks for consent before it submits.
+                    # The referral form requires consent to email before it submits.
                     "email_opt_in": True,
                     "call_opt_in": False,
                     "referral_code": code,
@@ -351,9 +351,7 @@ def _judge_page(connection: Any, page: list[dict[str, Any]]) -> tuple[list[dict]
                         referrals_table.c.referrer_lead_id.in_([r.id for r in referrers.values()]),
                     )
                     .group_by(referrals_table.c.referrer_lead_id)
-                )
-                .tuples()
-                .all()
+                ).all()
             )
         )
         if referrers
