@@ -76,6 +76,27 @@ class StepRecorder:
         )
 
 
+def record_deferral(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    what: str,
+    reason: str | None,
+    metadata: dict[str, Any],
+) -> None:
+    """Log deferred work and add its reason to `metadata`, or fail when the settings ask to.
+
+    `what` names the deferred work ("reading sign-ups"); `reason` is None when nothing was
+    deferred.
+    """
+    if not reason:
+        return
+    asset = context.asset_key.to_user_string()
+    context.log.warning("%s: %s deferred: %s", asset, what, reason)
+    if settings.fail_on_open_circuit:
+        raise dg.Failure(description=f"{asset}: {what} deferred: {reason}")
+    metadata["deferred_because"] = dg.MetadataValue.text(reason[:500])
+
+
 def preview(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
     """Render the first rows as a Markdown table."""
     header = "| " + " | ".join(columns) + " |"

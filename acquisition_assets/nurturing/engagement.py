@@ -13,7 +13,7 @@ from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.core.errors import CircuitOpenError, RetryLaterError
 from acquisition_assets.core.schema import email_events, email_sends, leads
 from acquisition_assets.core.sql import chunked, insert_ignore
-from acquisition_assets.core.steps import StepRecorder
+from acquisition_assets.core.steps import StepRecorder, record_deferral
 from acquisition_assets.core.watermarks import lock_watermark, read_watermark, set_watermark
 from acquisition_assets.nurturing.email_client import PostmarkEmailApi
 from acquisition_assets.settings import PipelineSettings
@@ -219,11 +219,5 @@ def engagement(
             for kind in RECORD_TYPES.values()
         },
     }
-    if deferred_because:
-        context.log.warning("engagement: fetching events deferred: %s", deferred_because)
-        if settings.fail_on_open_circuit:
-            raise dg.Failure(
-                description=f"engagement: fetching events deferred: {deferred_because}"
-            )
-        metadata["deferred_because"] = dg.MetadataValue.text(deferred_because[:500])
+    record_deferral(context, settings, "fetching events", deferred_because, metadata)
     return step.finish(fetched, metadata)

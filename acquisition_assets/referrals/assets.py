@@ -18,7 +18,7 @@ from acquisition_assets.core.schema import email_events, lead_intake, leads
 from acquisition_assets.core.schema import referral_invites as referral_invites_table
 from acquisition_assets.core.schema import referrals as referrals_table
 from acquisition_assets.core.sql import chunked, insert_ignore
-from acquisition_assets.core.steps import StepRecorder, preview
+from acquisition_assets.core.steps import StepRecorder, preview, record_deferral
 from acquisition_assets.core.watermarks import lock_watermark, read_watermark, set_watermark
 from acquisition_assets.crm.client import HubSpotCrmApi
 from acquisition_assets.intake.validation import InvalidValue, normalize_email
@@ -264,13 +264,7 @@ def referrals(
             ["referral_code", "referred_email", "status", "reason", "reward_points"],
         ),
     }
-    if deferred_because:
-        context.log.warning("referrals: reading sign-ups deferred: %s", deferred_because)
-        if settings.fail_on_open_circuit:
-            raise dg.Failure(
-                description=f"referrals: reading sign-ups deferred: {deferred_because}"
-            )
-        metadata["deferred_because"] = dg.MetadataValue.text(deferred_because[:500])
+    record_deferral(context, settings, "reading sign-ups", deferred_because, metadata)
     return step.finish(processed, metadata)
 
 
