@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select, update
 
 from acquisition_assets.core.clock import as_utc, utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
-from acquisition_assets.core.errors import CircuitOpenError, RetryLaterError
+from acquisition_assets.core.errors import ApiError
 from acquisition_assets.core.schema import email_events, email_sends, leads
 from acquisition_assets.core.sql import chunked, insert_ignore
 from acquisition_assets.core.steps import StepRecorder, record_deferral
@@ -168,7 +168,11 @@ def engagement(
                     feed_id,
                 )
                 events, last_id, current_feed = client.fetch_events(0, EVENTS_PER_PAGE)
-        except (CircuitOpenError, RetryLaterError) as error:
+        except ApiError as error:
+            # An open breaker, a long Retry-After or a transient failure defers the read;
+            # a rejected request (a wrong token) is a configuration error and fails the step.
+            if not error.transient:
+                raise
             # The watermark stays put, so the next run fetches these events.
             deferred_because = str(error)
             break

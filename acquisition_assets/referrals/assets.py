@@ -12,7 +12,10 @@ from sqlalchemy import bindparam, func, select, update
 
 from acquisition_assets.core.clock import utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
-from acquisition_assets.core.errors import ApiClientError, CircuitOpenError, RetryLaterError
+from acquisition_assets.core.errors import (
+    ApiClientError,
+    ApiError,
+)
 from acquisition_assets.core.privacy import mask_email
 from acquisition_assets.core.schema import email_events, lead_intake, leads
 from acquisition_assets.core.schema import referral_invites as referral_invites_table
@@ -92,6 +95,16 @@ def referral_invites(
                 }
             )
         insert_ignore(connection, referral_invites_table, invites, ["lead_id"])
+        # A run going on at the same time may have invited some of these leads first. Only
+        # the codes this run stored go to the leads and into invite emails.
+        stored = _stored_codes(connection, [invite["lead_id"] for invite in invites])
+        invites = [i for i in invites if stored.get(i["lead_id"]) == i["referral_code"]]
+        codes = [c for c in codes if stored.get(c["lead"]) == c["code"]]
+        sends = [
+            m
+            for m in sends
+            if stored.get(m["lead_id"]) == json.loads(m["metadata_json"])["referral_code"]
+        ]
         if codes:
             connection.execute(
                 update(leads)
@@ -126,8 +139,36 @@ def referral_invites(
     )
 
 
+def _stored_codes(connection: Any, lead_ids: list[int]) -> dict[int, str]:
+    stored: dict[int, str] = {}
+    for chunk in chunked(lead_ids, 500):
+        stored.update(
+            connection.execute(
+                select(
+                    referral_invites_table.c.lead_id, referral_invites_table.c.referral_code
+                ).where(referral_invites_table.c.lead_id.in_(chunk))
+            ).all()
+        )
+    return stored
+
+
 def _values(submission: dict[str, Any]) -> dict[str, str]:
     return {str(v.get("name")): str(v.get("value") or "") for v in submission.get("values", [])}
+
+
+# Longest values the referral and intake columns hold.
+FIELD_LIMITS = {"referral_code": 32, "email": 320, "firstname": 128}
+
+
+def _malformed(values: dict[str, str]) -> str | None:
+    """Return why a sign-up's values cannot be stored, or None when they can."""
+    for name, value in values.items():
+        if "\x00" in value:
+            return f"field {name!r} contains a NUL character"
+    for name, limit in FIELD_LIMITS.items():
+        if len(values.get(name, "")) > limit:
+            return f"field {name!r} is longer than {limit} characters"
+    return None
 
 
 def judge_submissions(
@@ -161,6 +202,12 @@ def judge_submissions(
             "processed_at": now,
         }
         referral_rows.append(row)
+        problem = _malformed(values)
+        if problem:
+            # Stored without the offending values, which the columns could not hold.
+            row["referral_code"] = None
+            row["reason"] = f"malformed sign-up: {problem}"
+            continue
         referrer = referrers.get(code)
         try:
             email = normalize_email(raw_email)
@@ -233,7 +280,11 @@ def referrals(
             cursor = read_watermark(connection, SUBMISSION_WATERMARK, "")
         try:
             page, next_cursor, used_cursor = _read_page(context, client, crm_api, cursor)
-        except (CircuitOpenError, RetryLaterError) as error:
+        except ApiError as error:
+            # An open breaker, a long Retry-After or a transient failure defers the read;
+            # a rejected request (a wrong token) is a configuration error and fails the step.
+            if not error.transient:
+                raise
             # The cursor stays put, so the next run reads these sign-ups.
             deferred_because = str(error)
             break

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from acquisition_assets.core.clock import utcnow
 from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.core.schema import lead_scoring_models, leads
-from acquisition_assets.core.sql import chunked
+from acquisition_assets.core.sql import chunked, insert_ignore
 from acquisition_assets.core.steps import StepRecorder, preview
 from acquisition_assets.scoring.features import FEATURE_COLUMNS
 from acquisition_assets.scoring.model import NotEnoughLabels, ScoringModel, train_model
@@ -91,17 +91,23 @@ def lead_scoring_model(
             select(lead_scoring_models.c.id).where(lead_scoring_models.c.version == model.version)
         ).first()
         if known is None:
-            connection.execute(
-                lead_scoring_models.insert().values(
-                    version=model.version,
-                    training_key=training_key,
-                    trained_at=utcnow(),
-                    training_rows=result.training_rows,
-                    positive_rows=result.positive_rows,
-                    coefficients=json.dumps(model.coefficients, sort_keys=True),
-                    intercept=model.intercept,
-                    evaluation=json.dumps({"holdout_auc": result.holdout_auc}),
-                )
+            # A run training the same labelled set at the same time may store it first.
+            insert_ignore(
+                connection,
+                lead_scoring_models,
+                [
+                    {
+                        "version": model.version,
+                        "training_key": training_key,
+                        "trained_at": utcnow(),
+                        "training_rows": result.training_rows,
+                        "positive_rows": result.positive_rows,
+                        "coefficients": json.dumps(model.coefficients, sort_keys=True),
+                        "intercept": model.intercept,
+                        "evaluation": json.dumps({"holdout_auc": result.holdout_auc}),
+                    }
+                ],
+                ["version"],
             )
     top = sorted(model.coefficients.items(), key=lambda item: abs(item[1]), reverse=True)[:10]
     return step.finish(
