@@ -1,18 +1,14 @@
 """The real X Education export imports completely, and a second import adds nothing."""
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
 from acquisition_assets.core.database import AcquisitionDatabase
 from acquisition_assets.core.schema import lead_intake, lead_rejections
 from acquisition_assets.intake.importer import import_leads
+from acquisition_assets_tests.conftest import XEDUCATION_CSV
 from acquisition_assets_tests.intake.helpers import count_rows
 
-XEDUCATION_CSV = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "xeducation" / "Leads.csv"
-)
 XEDUCATION_ROWS = 9_240
 
 pytestmark = pytest.mark.skipif(
