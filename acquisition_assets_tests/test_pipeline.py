@@ -182,3 +182,16 @@ def test_graph_reads_feeds_of_replaced_sandbox(
     assert engagement["delivery_events"] + engagement["bounce_events"] >= sent
     assert engagement["events_for_unknown_messages"] == 0
     assert metadata_of(second, "referrals")["submissions_processed"] > 0
+
+
+def test_performance_metrics_report_run_cache_totals(
+    database_url: str, fresh_sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    _load_sample(database_url, tmp_path, rows=30)
+    result = materialize_all(build_resources(database_url, fresh_sandbox))
+
+    figures = metadata_of(result, "performance_metrics")
+    assert figures["cache_hits"] == figures["figures"]["cache"]["hits"]
+    assert figures["cache_misses"] == figures["figures"]["cache"]["misses"]
+    # In one process, performance_metrics reads the report's counts from the cache.
+    assert figures["cache_hits"] > 0

@@ -168,9 +168,17 @@ def performance_metrics(
     context: dg.AssetExecutionContext, database: AcquisitionDatabase, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     step = StepRecorder(context, database, settings)
+    # The same cached counts acquisition_report read: hits when both run in one process.
+    funnel = funnel_counts(database)
     figures = run_figures(database, context.run.run_id)
-    # The same cached counts acquisition_report read: a hit when both ran in one process.
-    figures["funnel"] = funnel_counts(database)
+    figures["funnel"] = funnel
+    # This step's own lookups are not in step_metrics yet, because finish() stores them.
+    hits, misses = step.cache_counts()
+    cache = figures["cache"]
+    cache["hits"] += hits
+    cache["misses"] += misses
+    lookups = cache["hits"] + cache["misses"]
+    cache["hit_ratio"] = round(cache["hits"] / lookups, 4) if lookups else 0.0
     with database.begin(writes=["performance_reports"]) as connection:
         connection.execute(
             performance_reports.insert().values(
