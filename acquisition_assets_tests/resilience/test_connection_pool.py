@@ -29,8 +29,8 @@ def test_pool_sized_to_workers_keeps_connections(
         database_url, fresh_sandbox, ManualClock(), max_workers=WORKERS, batch_size=2
     )
     materialize(resources, UP_TO_ENROLLMENTS)
-    # Latency keeps every thread's request open at once.
-    fresh_sandbox.set_faults("email", latency_ms=150)
+    # Latency keeps every thread's request open at once, also on a loaded machine.
+    fresh_sandbox.set_faults("email", latency_ms=1000)
 
     with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
         result = materialize(resources, ["nurturing_sends"])
