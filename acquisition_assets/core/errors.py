@@ -2,7 +2,7 @@
 
 ApiError
  +-- ApiTransportError      connection failed or timed out; transient
- +-- ApiStatusError         the service answered with an error status
+ +-- ApiStatusError         the service responded with an error status
  |    +-- ApiClientError    4xx other than 408 and 429; permanent, the request is wrong
  |    +-- ApiServerError    5xx, 408 and 429; transient
  +-- RetryLaterError        the service asked to wait longer than the retry cap allows
@@ -21,7 +21,7 @@ class ApiTransportError(ApiError):
 
 
 class ApiStatusError(ApiError):
-    """The service answered with an error status."""
+    """The service responded with an error status."""
 
     def __init__(self, message: str, status: int, body: str = "", retry_after: float | None = None):
         super().__init__(message)
@@ -31,7 +31,7 @@ class ApiStatusError(ApiError):
 
 
 class ApiClientError(ApiStatusError):
-    """A 4xx answer other than 408 and 429: retrying the same request cannot help."""
+    """A 4xx response other than 408 and 429: retrying the same request cannot help."""
 
     transient = False
 

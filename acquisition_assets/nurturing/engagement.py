@@ -169,8 +169,8 @@ def engagement(
                 )
                 events, last_id, current_feed = client.fetch_events(0, EVENTS_PER_PAGE)
         except ApiError as error:
-            # An open breaker, a long Retry-After or a transient failure defers the read;
-            # a rejected request (a wrong token) is a configuration error and fails the step.
+            # An open breaker, a long Retry-After or a transient failure defers the read.
+            # A rejected request, such as a wrong token, is a configuration error and fails.
             if not error.transient:
                 raise
             # The watermark stays put, so the next run fetches these events.

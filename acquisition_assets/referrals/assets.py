@@ -156,7 +156,7 @@ def _values(submission: dict[str, Any]) -> dict[str, str]:
     return {str(v.get("name")): str(v.get("value") or "") for v in submission.get("values", [])}
 
 
-# Longest values the referral and intake columns hold.
+# Maximum lengths that the referral and intake columns accept.
 FIELD_LIMITS = {"referral_code": 32, "email": 320, "firstname": 128}
 
 
@@ -281,8 +281,8 @@ def referrals(
         try:
             page, next_cursor, used_cursor = _read_page(context, client, crm_api, cursor)
         except ApiError as error:
-            # An open breaker, a long Retry-After or a transient failure defers the read;
-            # a rejected request (a wrong token) is a configuration error and fails the step.
+            # An open breaker, a long Retry-After or a transient failure defers the read.
+            # A rejected request, such as a wrong token, is a configuration error and fails.
             if not error.transient:
                 raise
             # The cursor stays put, so the next run reads these sign-ups.
